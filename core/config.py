@@ -1,0 +1,231 @@
+"""Settings, declared once as data.
+
+Every key rivermon reads is a :class:`Setting` in :data:`SETTINGS`: its name, type, default and
+help. The same declaration drives loading (TOML file, then ``RIVERMON_*`` environment variables,
+then command-line flags, later ones winning), the ``rivermon config`` listing and
+``docs/configuration.md`` (a test fails when the two drift apart).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+ENV_PREFIX = "RIVERMON_"
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown or of the wrong type; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration key."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    section: str = "general"
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+def _s(section: str) -> Callable[..., Setting]:
+    def make(name: str, type_: type, default: Any, help_: str) -> Setting:
+        return Setting(name, type_, default, help_, section)
+
+    return make
+
+
+_general = _s("general")
+_ingest = _s("ingest")
+_detect = _s("detect")
+_web = _s("web")
+_sim = _s("sim")
+_up = _s("up")
+
+SETTINGS: tuple[Setting, ...] = (
+    # -- general: where things are -------------------------------------------------------
+    _general("topology", str, "", "Topology TOML file; empty means the shipped Huanglong Creek."),
+    _general("broker", str, "mqtt://127.0.0.1:1883",
+             "MQTT broker URL: mqtt:// or mqtts:// (TLS), user:password@ allowed, "
+             "query ?ca=FILE&cert=FILE&key=FILE&insecure=1 for TLS material."),
+    _general("influx", str, "http://127.0.0.1:8086",
+             "InfluxDB v1 HTTP API URL (http or https); user:password@ for basic auth."),
+    _general("influx_db", str, "rivermon", "InfluxDB database name."),
+    _general("topic_prefix", str, "rivermon/v1", "MQTT topic prefix of the contract."),
+    _general("mqtt_protocol", str, "5", "MQTT protocol version: '5' or '3.1.1'."),
+    _general("var", str, "./var", "Directory for local state (spool, SQLite, broker data)."),
+    _general("log_level", str, "INFO", "Log level: DEBUG, INFO, WARNING, ERROR."),
+    _general("timezone", str, "Asia/Shanghai", "Time zone for display and alert ids."),
+    # -- ingest ----------------------------------------------------------------------------
+    _ingest("ingest_client_id", str, "rivermon-ingest",
+            "MQTT client id of the ingestor (persistent session key; unique per ingestor)."),
+    _ingest("ingest_share_group", str, "",
+            "When set, subscribe through $share/GROUP/... so several ingestors split the stream."),
+    _ingest("ingest_session_expiry_s", int, 7 * 24 * 3600,
+            "MQTT v5 session expiry: how long the broker keeps the ingestor's queue while it is down."),
+    _ingest("ingest_batch_size", int, 5000, "Flush a write batch at this many points."),
+    _ingest("ingest_batch_ms", int, 200, "Flush a write batch at least this often (milliseconds)."),
+    _ingest("ingest_spool_max_mb", int, 1024,
+            "Bound of the on-disk write-ahead spool; when full, acknowledgements stop "
+            "and the broker holds the rest."),
+    _ingest("ingest_rejects_max", int, 10000,
+            "How many rejected messages the rejects store keeps (oldest pruned first; "
+            "counts by reason are kept forever)."),
+    _ingest("ingest_metrics_port", int, 9108,
+            "Port of the ingestor's /metrics, /livez and /readyz (0 turns it off)."),
+    # -- detect ----------------------------------------------------------------------------
+    _detect("detect_client_id", str, "rivermon-detect", "MQTT client id of the model service."),
+    _detect("alert_autoresolve_s", int, 1800,
+            "An alert whose condition has been clear this long is resolved automatically."),
+    _detect("detect_state_interval_s", int, 60, "How often the model checkpoints its state."),
+    # -- web -------------------------------------------------------------------------------
+    _web("web_host", str, "127.0.0.1", "Address the panel listens on."),
+    _web("web_port", int, 8080, "Port the panel listens on."),
+    _web("web_public_view", bool, False, "Let anonymous visitors see the creek view read-only."),
+    _web("secret_key", str, "",
+         "Flask session secret; empty means one is generated and kept in VAR/secret_key."),
+    # -- sim -------------------------------------------------------------------------------
+    _sim("sim_seed", int, 1, "Random seed of the simulated creek."),
+    _sim("sim_speed", float, 1.0, "Simulated seconds per real second (1 = real time)."),
+    _sim("sim_interval_s", float, 60.0, "Sampling interval of simulated nodes, seconds."),
+    # -- up --------------------------------------------------------------------------------
+    _up("up_broker_port", int, 0, "Port for the broker `rivermon up` starts (0 = a free one)."),
+    _up("up_influx_port", int, 0, "Port for the InfluxDB `rivermon up` starts (0 = a free one)."),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+def _coerce(setting: Setting, value: Any, origin: str) -> Any:
+    """Turn a raw value (TOML or environment string) into the setting's type."""
+    if setting.type is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on"}:
+            return True
+        if isinstance(value, str) and value.strip().lower() in {"0", "false", "no", "off", ""}:
+            return False
+        raise ConfigError(f"{origin}: {setting.name} must be true or false, got {value!r}")
+    if setting.type in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{origin}: {setting.name} must be a number, got {value!r}")
+        try:
+            return setting.type(value)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{origin}: {setting.name} must be {'an integer' if setting.type is int else 'a number'}"
+                f", got {value!r}") from None
+    if not isinstance(value, str):
+        raise ConfigError(f"{origin}: {setting.name} must be a string, got {value!r}")
+    return value
+
+
+class Config(Mapping[str, Any]):
+    """Resolved settings; read as ``cfg.broker`` or ``cfg["broker"]``."""
+
+    def __init__(self, values: Mapping[str, Any]):
+        self._values = dict(values)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def replace(self, **changes: Any) -> "Config":
+        unknown = set(changes) - set(BY_NAME)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return Config({**self._values, **changes})
+
+    @property
+    def var_path(self) -> Path:
+        return Path(self.var)
+
+
+def load_config(
+    file: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Defaults, then the TOML ``file`` (or ``$RIVERMON_CONFIG``), then ``RIVERMON_*``, then ``overrides``."""
+    env = os.environ if env is None else env
+    values = {s.name: s.default for s in SETTINGS}
+    file = file or env.get(ENV_PREFIX + "CONFIG") or None
+    if file:
+        path = Path(file)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        for key, raw in _flatten(data):
+            if key not in BY_NAME:
+                raise ConfigError(f"{path}: unknown key {key!r} (see `rivermon config`)")
+            values[key] = _coerce(BY_NAME[key], raw, str(path))
+    for setting in SETTINGS:
+        if setting.env in env:
+            values[setting.name] = _coerce(setting, env[setting.env], setting.env)
+    for key, raw in (overrides or {}).items():
+        if raw is None:
+            continue
+        if key not in BY_NAME:
+            raise ConfigError(f"unknown setting {key!r}")
+        values[key] = _coerce(BY_NAME[key], raw, "--" + key.replace("_", "-"))
+    return Config(values)
+
+
+def _flatten(data: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
+    """Accept both flat keys and one level of [section] tables (``[ingest] batch_size``)."""
+    for key, value in data.items():
+        if isinstance(value, dict):
+            for sub, subvalue in value.items():
+                flat = sub if sub in BY_NAME else f"{key}_{sub}"
+                yield flat, subvalue
+        else:
+            yield key, value
+
+
+def render_markdown() -> str:
+    """The configuration reference, generated from :data:`SETTINGS`."""
+    lines = [
+        "# Configuration",
+        "",
+        "Generated from `core/config.py` by `rivermon config --markdown`; a test keeps them equal.",
+        "",
+        "Precedence, lowest first: the default; the TOML file given by `--config FILE` or",
+        "`RIVERMON_CONFIG` (flat keys, or `[section]` tables whose keys drop the section prefix);",
+        "the `RIVERMON_<KEY>` environment variable; the command-line flag `--<key>` where the",
+        "command has one.",
+        "",
+    ]
+    section = None
+    for s in SETTINGS:
+        if s.section != section:
+            section = s.section
+            lines += [f"## {section}", "", "| key | type | default | environment | meaning |",
+                      "|---|---|---|---|---|"]
+        default = repr(s.default) if s.type is str else str(s.default).lower() if s.type is bool else s.default
+        lines.append(f"| `{s.name}` | {s.type.__name__} | `{default}` | `{s.env}` | {s.help} |")
+        nxt = SETTINGS.index(s) + 1
+        if nxt == len(SETTINGS) or SETTINGS[nxt].section != section:
+            lines.append("")
+    return "\n".join(lines)
