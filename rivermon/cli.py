@@ -68,8 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     from rivermon.sim import cli as sim_cli
     from rivermon.web import cli as web_cli
 
+    bench = sub.add_parser("bench", help="benchmarks that print their figures against their limits")
+    bench_sub = bench.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
     for module in (up, ingest_cli, models_cli, web_cli, sim_cli):
         module.register(sub, common)
+        if hasattr(module, "register_bench"):
+            module.register_bench(bench_sub, common)
     return parser
 
 
