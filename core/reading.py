@@ -52,6 +52,7 @@ R_TOO_LARGE = "too_large"
 R_NOT_JSON = "not_json"
 R_NOT_OBJECT = "not_object_or_array"
 R_BACKLOG = "backlog_too_long"
+R_BACKLOG_EMPTY = "backlog_empty"
 R_NOT_READING = "reading_not_object"
 R_TS_MISSING = "ts_missing"
 R_TS_INVALID = "ts_invalid"
@@ -204,6 +205,9 @@ def validate_readings(creek: str, node: str, data: Any, now: float | None = None
             out.rejections.append(Rejection(
                 R_BACKLOG, f"backlog holds {len(data)} readings, over the {MAX_BACKLOG} allowed"))
             return out
+        if not data:
+            out.rejections.append(Rejection(R_BACKLOG_EMPTY, "backlog array is empty: no reading to keep"))
+            return out
         items, indexed = data, True
     else:
         out.rejections.append(Rejection(
@@ -261,7 +265,10 @@ def parse_ts(value: Any, limit: float | None = None) -> tuple[float, tuple[str, 
     if value is _MISSING or value is None:
         return 0.0, (R_TS_MISSING, "ts is missing")
     if type(value) in (int, float):
-        ts = float(value)
+        try:
+            ts = float(value)
+        except OverflowError:
+            return 0.0, (R_TS_INVALID, f"ts {_short(value)} is too large to be a time")
         if not math.isfinite(ts):
             return 0.0, (R_TS_INVALID, f"ts {value!r} is not finite")
     elif isinstance(value, str):
