@@ -28,21 +28,40 @@ class BrokerURL:
 
 
 def parse_broker_url(url: str) -> BrokerURL:
-    """``mqtt://[user:pass@]host[:1883]`` or ``mqtts://...[:8883]?ca=F&cert=F&key=F&insecure=1``."""
+    """``mqtt://[user:pass@]host[:1883]`` or ``mqtts://...[:8883]?ca=F&cert=F&key=F&insecure=1``.
+
+    ``?password_file=F`` reads the password from a file (a Docker or systemd secret), so it
+    appears neither in the command line nor in the configuration.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
         raise ValueError(f"broker URL {url!r} must look like mqtt://HOST:PORT or mqtts://HOST:PORT")
     tls = parts.scheme in ("mqtts", "ssl")
     q = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    password = unquote(parts.password) if parts.password else None
+    if q.get("password_file"):
+        password = _read_secret(q["password_file"])
     return BrokerURL(
         host=parts.hostname,
         port=parts.port or (8883 if tls else 1883),
         tls=tls,
         username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
+        password=password,
         ca=q.get("ca"), cert=q.get("cert"), key=q.get("key"),
         insecure=q.get("insecure", "0") in ("1", "true", "yes"),
     )
+
+
+def _read_secret(path: str) -> str:
+    """The first line of a secret file, without its line end."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            secret = f.readline().rstrip("\r\n")
+    except OSError as exc:
+        raise ValueError(f"broker URL password_file {path}: {exc.strerror}") from None
+    if not secret:
+        raise ValueError(f"broker URL password_file {path} is empty")
+    return secret
 
 
 def protocol_of(version: str) -> mqtt.MQTTProtocolVersion:
