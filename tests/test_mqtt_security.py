@@ -1,0 +1,363 @@
+"""The production broker configuration, tested on a real Mosquitto.
+
+deploy/mosquitto/mosquitto.conf and aclfile are copied with only their paths and ports changed
+(temporary directories, free loopback ports); the password file is made by `rivermon node add`
+and the TLS material by deploy/mosquitto/make-certs.sh, as an operator would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import pwd
+import re
+import ssl
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.reasoncodes import ReasonCode
+
+from rivermon import nodes
+from rivermon.cli import main as rivermon_main
+from rivermon.core import servers
+from rivermon.core.mqtt import make_client
+
+REPO = Path(__file__).resolve().parent.parent
+DEPLOY = REPO / "deploy" / "mosquitto"
+PREFIX = "rivermon/v1"
+CREEK = "huanglong"
+NODES = ("hl1-s1", "hl2-s1", "hl1-a1", "hl3-a1")
+SERVICES = ("ingest", "detect", "web", "sim")
+
+
+def production_conf_variant(tmp: Path, plain_port: int, tls_port: int) -> str:
+    """The committed configuration with its paths under ``tmp`` and its listeners on loopback."""
+    text = (DEPLOY / "mosquitto.conf").read_text()
+    text = text.replace("/etc/mosquitto/rivermon/", f"{tmp}/etc/")
+    text = text.replace("/var/lib/mosquitto/", f"{tmp}/data/")
+    text = re.sub(r"^listener 1883$", f"listener {plain_port} 127.0.0.1", text, flags=re.M)
+    text = re.sub(r"^listener 8883$", f"listener {tls_port} 127.0.0.1", text, flags=re.M)
+    assert "/etc/mosquitto" not in text and "/var/lib" not in text
+    # Run as the test's own user: as root, Mosquitto would switch to `mosquitto`, which cannot
+    # read the test's private temporary directory.
+    return text + f"\nuser {pwd.getpwuid(os.geteuid()).pw_name}\n"
+
+
+def issue(*argv: str) -> dict:
+    """Run `rivermon node add ... --json` in process and return the credentials it printed."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = rivermon_main(["node", "add", *argv, "--json"])
+    assert rc == 0
+    return json.loads(out.getvalue())
+
+
+class Broker:
+    def __init__(self, server: servers.ManagedServer, tls_port: int, tls_dir: Path,
+                 password_file: Path, creds: dict[str, str]):
+        self.server = server
+        self.port = server.port
+        self.tls_port = tls_port
+        self.tls_dir = tls_dir
+        self.password_file = password_file
+        self.creds = creds
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory) -> Broker:
+    tmp = tmp_path_factory.mktemp("prodbroker")
+    (tmp / "etc").mkdir()
+    (tmp / "data").mkdir()
+    tls_dir = tmp / "etc" / "tls"
+    subprocess.run([str(DEPLOY / "make-certs.sh"), str(tls_dir), "localhost", "127.0.0.1"],
+                   check=True, capture_output=True)
+    (tmp / "etc" / "aclfile").write_text((DEPLOY / "aclfile").read_text())
+    password_file = tmp / "etc" / "passwd"
+    creds = {}
+    for node in NODES:
+        creds[node] = issue(node, "--creek", CREEK, "--password-file", str(password_file))["password"]
+    for service in SERVICES:
+        c = issue("--service", service, "--password-file", str(password_file))
+        creds[c["username"]] = c["password"]
+    plain_port, tls_port = servers.free_port(), servers.free_port()
+    conf = tmp / "mosquitto.conf"
+    conf.write_text(production_conf_variant(tmp, plain_port, tls_port))
+    server = servers.ManagedServer("mosquitto", [servers.find_binary("mosquitto"), "-c", str(conf)],
+                                   tmp, plain_port)
+    server.start()
+    servers.wait_port("127.0.0.1", tls_port, 10, server.proc)
+    yield Broker(server, tls_port, tls_dir, password_file, creds)
+    server.stop()
+
+
+class Client:
+    """A paho v5 client that records its CONNACK, SUBACKs, PUBACK reason codes and messages."""
+
+    def __init__(self, broker: Broker, user: str | None, password: str | None = None,
+                 tls_ca: str | None = "none", port: int | None = None):
+        url = "mqtt://127.0.0.1"
+        self.client = make_client(url, f"sec-{uuid.uuid4().hex[:8]}", protocol="5")
+        if user is not None:
+            self.client.username_pw_set(user, password if password is not None else broker.creds[user])
+        if tls_ca != "none":
+            ctx = ssl.create_default_context(cafile=tls_ca)
+            self.client.tls_set_context(ctx)
+        self.port = port or broker.port
+        self.connack: ReasonCode | None = None
+        self.connected = threading.Event()
+        self.subacks: list[list[ReasonCode]] = []
+        self.subscribed = threading.Event()
+        self.messages: list[tuple[str, bytes]] = []
+        self.lock = threading.Lock()
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connack = reason_code
+        self.connected.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        self.subacks.append(list(reason_codes))
+        self.subscribed.set()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self.lock:
+            self.messages.append((msg.topic, msg.payload))
+
+    def connect(self) -> ReasonCode | None:
+        self.client.connect("127.0.0.1", self.port)
+        self.client.loop_start()
+        self.connected.wait(10)
+        return self.connack
+
+    def subscribe(self, *topics: str) -> list[ReasonCode]:
+        self.subscribed.clear()
+        self.client.subscribe([(t, 1) for t in topics])
+        assert self.subscribed.wait(10), "no SUBACK"
+        return self.subacks[-1]
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> mqtt.MQTTMessageInfo:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        info.wait_for_publish(10)
+        return info
+
+    def got(self, topic: str, payload: bytes, timeout: float = 5) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if (topic, payload) in self.messages:
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def topics(self) -> set[str]:
+        with self.lock:
+            return {t for t, _ in self.messages}
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        if self.client.is_connected():
+            self.client.disconnect()
+        self.client.socket() and self.client.socket().close()
+
+
+@pytest.fixture
+def clients(broker):
+    made: list[Client] = []
+
+    def make(user: str | None, password: str | None = None, connect: bool = True, **kw) -> Client:
+        c = Client(broker, user, password, **kw)
+        made.append(c)
+        if connect:
+            rc = c.connect()
+            assert rc is not None and not rc.is_failure, f"{user} could not connect: {rc}"
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def topic(node: str, leaf: str) -> str:
+    return f"{PREFIX}/{CREEK}/{node}/{leaf}"
+
+
+def payload() -> bytes:
+    return json.dumps({"ts": time.time(), "do_mg_l": 5.5, "nonce": uuid.uuid4().hex}).encode()
+
+
+def test_committed_config_matches_the_broker_sizing_rivermon_tests_with():
+    conf = dict(line.split(None, 1) for line in (DEPLOY / "mosquitto.conf").read_text().splitlines()
+                if line.strip() and not line.startswith("#") and len(line.split(None, 1)) == 2)
+    assert int(conf["max_queued_messages"]) == servers.MAX_QUEUED_MESSAGES
+    assert int(conf["max_inflight_messages"]) == servers.MAX_INFLIGHT_MESSAGES
+    assert int(conf["autosave_interval"]) == servers.AUTOSAVE_INTERVAL_S
+    assert conf["max_queued_bytes"] == "0"
+    assert conf["allow_anonymous"] == "false"
+    assert conf["persistence"] == "true"
+    dev = servers.mosquitto_conf(1883, Path("/x"))
+    for key in ("max_queued_messages", "max_queued_bytes", "max_inflight_messages", "autosave_interval"):
+        assert f"{key} {conf[key]}\n" in dev, key
+
+
+def test_no_secret_is_committed():
+    tracked = subprocess.run(["git", "ls-files", "deploy"], cwd=REPO, capture_output=True,
+                             text=True, check=True).stdout.split()
+    for path in tracked:
+        text = (REPO / path).read_text(errors="replace")
+        assert "PRIVATE KEY" not in text, path
+        assert not re.search(r"^[^#\s:]+:\$7\$", text, flags=re.M), f"{path} holds a password hash"
+
+
+def test_anonymous_and_wrong_passwords_are_refused(broker, clients):
+    anonymous = clients(None, connect=False)
+    assert anonymous.connect().is_failure
+    wrong = clients("hl1-s1", "not-the-password", connect=False)
+    assert wrong.connect().is_failure
+    nobody = clients("no-such-node", "whatever", connect=False)
+    assert nobody.connect().is_failure
+
+
+def test_a_node_cannot_publish_as_another_node(broker, clients):
+    ingest = clients("rivermon_ingest")
+    ingest.subscribe(f"{PREFIX}/+/+/telemetry", f"{PREFIX}/+/+/status")
+    node = clients("hl1-s1")
+    forged = [(topic("hl2-s1", "telemetry"), payload()),
+              (topic("hl2-s1", "status"), b'{"state": "offline"}'),
+              (f"{PREFIX}/{CREEK}/alerts", b'{"id": "forged"}'),
+              (topic("hl1-a1", "cmd"), b'{"aerator_on": false}'),
+              (f"{PREFIX}/_accepted/{CREEK}", b"[]")]
+    for t, p in forged:
+        info = node.publish(t, p)
+        assert info.rc == mqtt.MQTT_ERR_SUCCESS
+    own = payload()
+    node.publish(topic("hl1-s1", "telemetry"), own)
+    # Messages from one client reach a subscriber in order: the own one arriving proves the
+    # forged ones, published before it, were dropped by the broker.
+    assert ingest.got(topic("hl1-s1", "telemetry"), own)
+    assert ingest.topics() == {topic("hl1-s1", "telemetry")}
+
+
+def test_a_node_reads_its_own_cmd_and_not_another_nodes(broker, clients):
+    aerator = clients("hl1-a1")
+    aerator.subscribe(topic("hl1-a1", "cmd"), topic("hl3-a1", "cmd"), f"{PREFIX}/#")
+    other = clients("hl3-a1")
+    detect = clients("rivermon_detect")
+    mine, theirs = b'{"aerator_on": true, "ts": 1}', b'{"aerator_on": true, "ts": 2}'
+    detect.publish(topic("hl3-a1", "cmd"), theirs)
+    other.publish(topic("hl3-a1", "telemetry"), payload())
+    detect.publish(topic("hl1-a1", "cmd"), mine)
+    assert aerator.got(topic("hl1-a1", "cmd"), mine)
+    assert aerator.topics() == {topic("hl1-a1", "cmd")}
+
+
+def test_service_credentials_have_the_rights_they_need(broker, clients):
+    ingest = clients("rivermon_ingest")
+    # The ingestor may run several instances on one shared subscription.
+    ingest.subscribe(f"$share/ingest/{PREFIX}/+/+/telemetry", f"{PREFIX}/+/+/status")
+    detect = clients("rivermon_detect")
+    detect.subscribe(f"{PREFIX}/_accepted/#", f"{PREFIX}/+/alerts")
+    web = clients("rivermon_web")
+    web.subscribe(f"{PREFIX}/+/alerts")
+    sim = clients("rivermon_sim")
+    sim.subscribe(f"{PREFIX}/+/+/cmd")
+
+    # The simulator plays any node.
+    reading, status = payload(), b'{"state": "online", "fw": "sim"}'
+    sim.publish(topic("hl2-s1", "telemetry"), reading)
+    sim.publish(topic("hl7-s1", "status"), status)
+    assert ingest.got(topic("hl2-s1", "telemetry"), reading)
+    assert ingest.got(topic("hl7-s1", "status"), status)
+    # The ingestor hands what it kept to the model.
+    accepted = b'[{"node": "hl2-s1"}]'
+    ingest.publish(f"{PREFIX}/_accepted/{CREEK}", accepted)
+    assert detect.got(f"{PREFIX}/_accepted/{CREEK}", accepted)
+    # The model raises alerts and switches aerators; the panel does too.
+    alert, cmd, web_cmd = b'{"id": "a-1"}', b'{"aerator_on": true}', b'{"aerator_on": false}'
+    detect.publish(f"{PREFIX}/{CREEK}/alerts", alert)
+    detect.publish(topic("hl1-a1", "cmd"), cmd)
+    web.publish(topic("hl1-a1", "cmd"), web_cmd)
+    assert web.got(f"{PREFIX}/{CREEK}/alerts", alert)
+    assert sim.got(topic("hl1-a1", "cmd"), cmd)
+    assert sim.got(topic("hl1-a1", "cmd"), web_cmd)
+    # A service cannot forge node telemetry either (only the simulator plays nodes).
+    forged = payload()
+    ingest.publish(topic("hl1-s1", "telemetry"), forged)
+    web.publish(topic("hl1-s1", "telemetry"), forged)
+    marker = payload()
+    sim.publish(topic("hl1-s1", "telemetry"), marker)
+    assert ingest.got(topic("hl1-s1", "telemetry"), marker)
+    assert not ingest.got(topic("hl1-s1", "telemetry"), forged, timeout=0)
+
+
+def test_tls_listener_with_the_test_ca(broker, clients):
+    ca = str(broker.tls_dir / "ca.crt")
+    ingest = clients("rivermon_ingest")
+    ingest.subscribe(f"{PREFIX}/+/+/telemetry")
+    node = clients("hl2-s1", tls_ca=ca, port=broker.tls_port)
+    reading = payload()
+    node.publish(topic("hl2-s1", "telemetry"), reading)
+    assert ingest.got(topic("hl2-s1", "telemetry"), reading)
+    # Over TLS too, a password is required.
+    anonymous = clients(None, tls_ca=ca, port=broker.tls_port, connect=False)
+    assert anonymous.connect().is_failure
+
+
+def test_tls_refused_without_the_ca(broker, clients):
+    stranger = clients("hl2-s1", tls_ca=None, port=broker.tls_port, connect=False)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        stranger.connect()
+
+
+def test_renewing_a_password_revokes_the_old_one(broker, clients):
+    old = broker.creds["hl3-a1"]
+    new = issue("hl3-a1", "--creek", CREEK, "--password-file", str(broker.password_file))["password"]
+    assert new != old and len(new) >= 32
+    broker.server.proc.send_signal(1)  # SIGHUP: Mosquitto reloads its password and ACL files
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if clients("hl3-a1", old, connect=False).connect().is_failure:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the old password still works after the reload")
+    assert not clients("hl3-a1", new, connect=False).connect().is_failure
+    broker.creds["hl3-a1"] = new
+
+
+def test_node_add_refuses_bad_input_with_a_reason(tmp_path, capsys):
+    pw = str(tmp_path / "passwd")
+    assert rivermon_main(["node", "add", "HL1 S1", "--password-file", pw]) == 2
+    assert "must match" in capsys.readouterr().err
+    assert rivermon_main(["node", "add", "--password-file", pw]) == 2
+    assert "either a NODE" in capsys.readouterr().err
+    assert rivermon_main(["node", "add", "hl1-s1", "--password-file", str(tmp_path / "no" / "pw")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_node_add_without_mosquitto_passwd_says_how_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(nodes.shutil, "which", lambda name: None)
+    monkeypatch.setattr(nodes.os, "access", lambda path, mode: False)
+    assert rivermon_main(["node", "add", "hl1-s1", "--password-file", str(tmp_path / "pw")]) == 2
+    assert "apt-get install -y mosquitto" in capsys.readouterr().err
+
+
+def test_node_add_warns_about_a_node_the_topology_does_not_know(tmp_path, capsys):
+    pw = tmp_path / "passwd"
+    secret = tmp_path / "secret"
+    assert rivermon_main(["node", "add", "zz-new-1", "--password-file", str(pw),
+                          "--secret-file", str(secret)]) == 0
+    out = capsys.readouterr()
+    assert "unassigned" in out.err
+    password = secret.read_text().strip()
+    assert f"password: {password}" in out.out
+    assert (secret.stat().st_mode & 0o777) == 0o600
+    assert pw.read_text().startswith("zz-new-1:$7$")
