@@ -1,0 +1,47 @@
+"""``rivermon web`` as a real process: serves, streams, maintains aggregates, stops cleanly."""
+
+from __future__ import annotations
+
+import time
+
+import requests
+
+from rivermon.core.servers import free_port
+
+
+def _wait(fn, timeout, what):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            if fn():
+                return
+        except requests.RequestException as exc:
+            last = exc
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what} ({last!r})")
+
+
+def test_rivermon_web_serves_and_stops(service, broker_url, influx, prefix, tmp_path, topology):
+    port = free_port()
+    web = service("web", "--broker", broker_url, "--influx", influx.url, "--influx-db", influx.database,
+                  "--topic-prefix", prefix, "--var", str(tmp_path / "var"), "--web-port", str(port),
+                  env={"RIVERMON_WEB_PUBLIC_VIEW": "true"})
+    base = f"http://127.0.0.1:{port}"
+    _wait(lambda: requests.get(base + "/healthz", timeout=1).status_code == 200, 20,
+          "healthz 200:\n" + web.log())
+    segs = requests.get(base + "/api/segments", timeout=5).json()["segments"]
+    assert len(segs) == len(topology.creeks[0].segments)
+    front = requests.get(base + "/", timeout=5)
+    assert front.status_code == 200 and "华龙路西段" in front.text
+    csp = front.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    with requests.get(base + "/api/stream", stream=True, timeout=5) as r:
+        assert r.headers["Content-Type"].startswith("text/event-stream")
+        buf = b""
+        for chunk in r.iter_content(chunk_size=None):
+            buf += chunk
+            if b"event: segments" in buf:
+                break
+    assert requests.get(base + "/inbox", timeout=5, allow_redirects=False).status_code == 302
+    assert web.stop() == 0, web.log()

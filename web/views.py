@@ -1,0 +1,86 @@
+"""The panel's pages: creek view, segment detail, alert inbox, trends and compliance, fleet."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, abort, current_app, render_template
+
+from rivermon.core.alerts import KIND_NAMES
+from rivermon.core.influx import InfluxError
+
+from . import i18n, schematic
+from .auth import role_required
+from .status import DO_BANDS
+
+bp = Blueprint("views", __name__)
+log = logging.getLogger("rivermon.web.views")
+
+
+def ctx() -> Any:
+    return current_app.extensions["rivermon"]
+
+
+def _shapes() -> dict[str, Any]:
+    """The schematic of the first creek, built once per app."""
+    c = ctx()
+    if getattr(c, "shapes", None) is None:
+        c.shapes = schematic.build(c.topology.creeks[0])
+    return c.shapes
+
+
+def _segments_now() -> dict[str, dict[str, Any]]:
+    try:
+        snap = ctx().hub.segments()
+    except InfluxError as exc:
+        log.warning("segments unavailable for the page", extra={"error": str(exc)})
+        return {}
+    return {s["id"]: s for s in snap["segments"]}
+
+
+@bp.route("/")
+@role_required("viewer", public_if="web_public_view")
+def creek() -> str:
+    c = ctx()
+    creek = c.topology.creeks[0]
+    segs = _segments_now()
+    ordered = [s for s in creek.flow_order()]
+    return render_template("creek.html", creek=creek, shapes=_shapes(), segs=segs,
+                           ordered=ordered, texts=i18n.js_texts())
+
+
+@bp.route("/segment/<seg>")
+@role_required("viewer")
+def segment(seg: str) -> str:
+    creek = ctx().topology.creeks[0]
+    known = {s.id: s for s in creek.segments}
+    if seg not in known:
+        abort(404, description=f"no segment {seg!r}")
+    return render_template("segment.html", creek=creek, seg=known[seg], segs=_segments_now(),
+                           texts=i18n.js_texts(), bands=DO_BANDS)
+
+
+@bp.route("/inbox")
+@role_required("viewer")
+def inbox() -> str:
+    creek = ctx().topology.creeks[0]
+    return render_template("inbox.html", creek=creek, kinds=KIND_NAMES, texts=i18n.js_texts())
+
+
+@bp.route("/trends")
+@role_required("viewer")
+def trends() -> str:
+    creek = ctx().topology.creeks[0]
+    try:
+        fields = ctx().queries.fields() or ["do_mg_l", "turbidity_ntu"]
+    except InfluxError:
+        fields = ["do_mg_l", "turbidity_ntu", "temp_c"]
+    return render_template("trends.html", creek=creek, fields=fields, texts=i18n.js_texts(),
+                           bands=DO_BANDS)
+
+
+@bp.route("/fleet")
+@role_required("operator")
+def fleet() -> str:
+    return render_template("fleet.html", texts=i18n.js_texts())
