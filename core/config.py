@@ -76,9 +76,15 @@ SETTINGS: tuple[Setting, ...] = (
     _ingest("ingest_spool_max_mb", int, 1024,
             "Bound of the on-disk write-ahead spool; when full, acknowledgements stop "
             "and the broker holds the rest."),
-    _ingest("ingest_rejects_max", int, 10000,
-            "How many rejected messages the rejects store keeps (oldest pruned first; "
-            "counts by reason are kept forever)."),
+    _ingest("ingest_rejects_per_hour", int, 200,
+            "Full rows (raw payload, topic, reason, detail) the rejects store takes per clock hour "
+            "per ingestor; beyond it only the per-reason counters grow (rejects_overflow, /metrics)."),
+    _ingest("ingest_rejects_keep_days", int, 30,
+            "Rejects rows older than this are deleted (hourly); 0 keeps them."),
+    _ingest("ingest_fsync", bool, True,
+            "fdatasync the spool before acknowledging (off: survives kill -9 but not power loss)."),
+    _ingest("ingest_publish_accepted", bool, True,
+            "Publish accepted readings on {prefix}/_accepted/{creek} for the model service."),
     _ingest("ingest_metrics_port", int, 9108,
             "Port of the ingestor's /metrics, /livez and /readyz (0 turns it off)."),
     # -- detect ----------------------------------------------------------------------------
