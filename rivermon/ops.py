@@ -1,0 +1,239 @@
+"""Operations commands for the river-chief office: ``report``, ``workorders``, ``backfill``.
+
+The logic lives in ``rivermon.core`` (:mod:`~rivermon.core.compliance`,
+:mod:`~rivermon.core.report`, :mod:`~rivermon.core.workorders`,
+:mod:`~rivermon.core.backfill`) so the panel serves the same figures; this module parses
+flags, opens InfluxDB and the alert store, shows progress on stderr and writes the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from rivermon.core.config import Config
+
+CSV_ENCODING = "utf-8-sig"  # a BOM, so a spreadsheet opens the Chinese text correctly
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("report", parents=[common], help="monthly compliance report per segment (CSV or HTML)",
+                       description="Hours in each GB 3838-2002 DO class, black-odorous DO hours, data "
+                                   "completeness, alerts by kind and handling times, per segment, "
+                                   "for one local month of the creek's time zone.")
+    p.add_argument("--month", required=True, help="the month, YYYY-MM (local time of the creek)")
+    p.add_argument("--segment", help="only this segment (default: every segment)")
+    p.add_argument("--format", choices=("csv", "html"), help="default: from --out's suffix, else csv")
+    p.add_argument("--out", help="output file (default: standard output)")
+    _creek_flag(p)
+    p.add_argument("--gap-limit-min", type=float, default=30.0,
+                   help="a gap between readings longer than this counts as missing [default: 30]")
+    p.add_argument("--alerts-db", help="alert store (default: VAR/alerts.sqlite)")
+    p.set_defaults(func=run_report)
+
+    w = sub.add_parser("workorders", parents=[common], help="alerts as work orders for the patrol (CSV or JSON)",
+                       description="One row per alert that started in [--start, --end): location by "
+                                   "segment and chainage, time, kind, evidence, handler, notes, result.")
+    w.add_argument("--start", help="from this time: YYYY-MM-DD (local), RFC 3339 or Unix seconds")
+    w.add_argument("--end", help="until this time (exclusive), same forms")
+    w.add_argument("--segment", help="only this segment")
+    w.add_argument("--kind", help="only this alert kind")
+    w.add_argument("--state", choices=("open", "acknowledged", "resolved"), help="only this state")
+    w.add_argument("--format", choices=("csv", "json"), help="default: from --out's suffix, else csv")
+    w.add_argument("--out", help="output file (default: standard output)")
+    _creek_flag(w)
+    w.add_argument("--alerts-db", help="alert store (default: VAR/alerts.sqlite)")
+    w.set_defaults(func=run_workorders)
+
+    b = sub.add_parser("backfill", parents=[common], help="load historical readings from a replay CSV",
+                       description="Load readings in the replay CSV format (time,node,<measurements>) "
+                                   "into InfluxDB through the live validation and point layout; "
+                                   "idempotent. Refused rows and fields go to a rejects CSV.")
+    b.add_argument("file", metavar="FILE.csv", help="the CSV to load")
+    _creek_flag(b)
+    b.add_argument("--rejects", help="where to write refused rows (default: FILE.rejects.csv)")
+    b.add_argument("--batch", type=int, default=5000, help="lines per InfluxDB write [default: 5000]")
+    b.set_defaults(func=run_backfill)
+
+
+def _creek_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--creek", help="creek id (default: the topology's first creek)")
+
+
+# ---- shared plumbing ---------------------------------------------------------------------------
+
+def _creek(cfg: Config, creek_id: str | None) -> tuple[Any, Any]:
+    from rivermon.core.topology import load_topology
+
+    topology = load_topology(cfg.topology or None)
+    creek = topology.creek(creek_id) if creek_id else topology.creeks[0]
+    if creek is None:
+        raise ValueError(f"creek {creek_id!r} is not in the topology "
+                         f"(known: {', '.join(c.id for c in topology.creeks)})")
+    return topology, creek
+
+
+def _format(explicit: str | None, out: str | None, choices: tuple[str, ...]) -> str:
+    if explicit:
+        return explicit
+    suffix = Path(out).suffix.lower().lstrip(".") if out else ""
+    if suffix == "htm":
+        suffix = "html"
+    return suffix if suffix in choices else choices[0]
+
+
+def _emit(text: str, out: str | None, encoding: str = "utf-8") -> None:
+    if out:
+        Path(out).write_text(text, encoding=encoding, newline="")
+        print(f"wrote {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def _alert_store(cfg: Config, path: str | None, tz: str) -> Any:
+    """The alert store, or None when there is none (never creates an empty one)."""
+    from rivermon.core.alerts import AlertStore
+
+    db = Path(path) if path else cfg.var_path / "alerts.sqlite"
+    if not db.exists():
+        if path:
+            raise ValueError(f"alert store {db} does not exist")
+        print(f"note: no alert store at {db}; alert figures are zero "
+              f"(pass --alerts-db or --var)", file=sys.stderr)
+        return None
+    return AlertStore(db, tz=tz)
+
+
+def parse_when(text: str, tz: str) -> float:
+    """``YYYY-MM-DD`` (local midnight), RFC 3339 (local when without offset) or Unix seconds."""
+    s = text.strip()
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        raise ValueError(f"time {text!r} is not YYYY-MM-DD, RFC 3339 or Unix seconds") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=ZoneInfo(tz))
+    return dt.timestamp()
+
+
+# ---- report --------------------------------------------------------------------------------
+
+def run_report(args: argparse.Namespace, cfg: Config) -> int:
+    """``rivermon report --month YYYY-MM``."""
+    from rivermon.core.compliance import alert_summaries, month_range, segment_compliance
+    from rivermon.core.influx import InfluxClient
+    from rivermon.core.progress import progress
+    from rivermon.core.report import (CREEK_WIDE, render_report_html, report_context, report_csv,
+                                      report_rows)
+
+    fmt = _format(args.format, args.out, ("csv", "html"))
+    if args.gap_limit_min <= 0:
+        raise ValueError(f"--gap-limit-min must be positive, got {args.gap_limit_min:g}")
+    _, creek = _creek(cfg, args.creek)
+    start_ms, end_ms = month_range(args.month, creek.timezone)
+    if args.segment is not None and args.segment not in {s.id for s in creek.segments}:
+        raise ValueError(f"segment {args.segment!r} is not in creek {creek.id!r} "
+                         f"(known: {', '.join(s.id for s in creek.segments)})")
+    store = _alert_store(cfg, args.alerts_db, creek.timezone)
+    try:
+        alerts = alert_summaries(store, creek.id, start_ms, end_ms) if store else {}
+    finally:
+        if store:
+            store.close()
+    segs = [s for s in creek.segments if args.segment in (None, s.id)]
+    total = sum(len(creek.nodes_in(s.id)) for s in segs)
+    client = InfluxClient(cfg.influx, cfg.influx_db)
+    try:
+        with progress(total=total, desc=f"report {args.month}", unit="nodes") as bar:
+            results = segment_compliance(client, creek, start_ms, end_ms, segment=args.segment,
+                                         gap_limit_s=args.gap_limit_min * 60, alerts=alerts,
+                                         on_node=lambda _n: bar.update(1))
+    finally:
+        client.close()
+    creek_wide = alerts.get(CREEK_WIDE) if args.segment is None else None
+    if fmt == "csv":
+        _emit(report_csv(report_rows(results, creek.timezone, creek_wide)), args.out,
+              CSV_ENCODING if args.out else "utf-8")
+    else:
+        month_label = f"{args.month[:4]}年{int(args.month[5:7])}月"
+        _emit(render_report_html(report_context(creek, results, month_label, creek_wide)), args.out)
+    return 0
+
+
+# ---- work orders ------------------------------------------------------------------------------
+
+def run_workorders(args: argparse.Namespace, cfg: Config) -> int:
+    """``rivermon workorders [--start] [--end]``."""
+    from rivermon.core.alerts import format_time
+    from rivermon.core.progress import track
+    from rivermon.core.workorders import workorder_row, workorders_csv, workorders_json
+
+    fmt = _format(args.format, args.out, ("csv", "json"))
+    _, creek = _creek(cfg, args.creek)
+    tz = creek.timezone
+    since = parse_when(args.start, tz) if args.start else None
+    until = parse_when(args.end, tz) if args.end else None
+    if since is not None and until is not None and until <= since:
+        raise ValueError(f"--end ({args.end}) must be after --start ({args.start})")
+    store = _alert_store(cfg, args.alerts_db, tz)
+    alerts = []
+    if store is not None:
+        try:
+            alerts = store.list(state=args.state, segment=args.segment, kind=args.kind,
+                                since=since, until=until, creek=creek.id)
+        finally:
+            store.close()
+    alerts.sort(key=lambda a: (a.start, a.id))
+    rows = [workorder_row(a, creek, tz) for a in track(alerts, desc="workorders", unit="alerts")]
+    if fmt == "csv":
+        _emit(workorders_csv(rows), args.out, CSV_ENCODING if args.out else "utf-8")
+    else:
+        meta = {"creek": creek.id, "creek_name": creek.name.as_dict(),
+                "start": format_time(since, tz), "end": format_time(until, tz)}
+        _emit(workorders_json(rows, meta) + "\n", args.out)
+    return 0
+
+
+# ---- backfill --------------------------------------------------------------------------------
+
+def run_backfill(args: argparse.Namespace, cfg: Config) -> int:
+    """``rivermon backfill FILE.csv``: validate, write idempotently, report refusals."""
+    from rivermon.core.backfill import backfill, count_data_lines, write_rejects
+    from rivermon.core.influx import InfluxClient
+    from rivermon.core.progress import progress
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist or is not a file")
+    if args.batch < 1:
+        raise ValueError(f"--batch must be at least 1, got {args.batch}")
+    topology, creek = _creek(cfg, args.creek)
+    client = InfluxClient(cfg.influx, cfg.influx_db)
+    try:
+        with progress(total=count_data_lines(path), desc=f"backfill {path.name}", unit="rows") as bar:
+            result = backfill(client, topology, creek.id, path, batch_lines=args.batch,
+                              on_rows=bar.update)
+    finally:
+        client.close()
+    print(f"backfill {path}: {result.rows} rows read, {result.written} readings stored in "
+          f"{cfg.influx_db} (creek {creek.id}), {result.rows_refused} rows refused, "
+          f"{len(result.rejections)} refusals in all", file=sys.stderr)
+    if result.rejections:
+        rejects = Path(args.rejects) if args.rejects else path.with_name(path.stem + ".rejects.csv")
+        write_rejects(rejects, result.rejections)
+        for reason, n in sorted(result.by_reason.items()):
+            print(f"  {reason}: {n}", file=sys.stderr)
+        for r in result.rejections[:5]:
+            where = f"line {r.line}" + (f", field {r.field}" if r.field else "")
+            print(f"  e.g. {where}: {r.detail}", file=sys.stderr)
+        print(f"refused rows and fields written to {rejects}", file=sys.stderr)
+    return 0

@@ -1,0 +1,261 @@
+"""`rivermon report`, `workorders`, `backfill` and progress output, on the real InfluxDB."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from rivermon import ops
+from rivermon.cli import common_parser, config_from_args
+from rivermon.core.alerts import AlertStore
+from rivermon.core.points import telemetry_line
+from rivermon.core.progress import Progress, track
+from rivermon.core.reading import Reading
+from rivermon.core.report import REPORT_COLUMNS
+from rivermon.core.workorders import WORKORDER_COLUMNS
+
+NOV_START = 1793462400  # 2026-11-01T00:00:00+08:00
+DAY = 86400
+STEP = 600  # 10-minute sampling
+
+
+def run(argv: list[str], influx, tmp_path: Path) -> int:
+    """Parse and run one ops subcommand in-process, against the test's database."""
+    parser = argparse.ArgumentParser(prog="rivermon")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ops.register(sub, common_parser())
+    args = parser.parse_args([*argv, "--influx", influx.url, "--influx-db", influx.database,
+                              "--var", str(tmp_path / "var")])
+    return args.func(args, config_from_args(args))
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ---- a small simulated month ----------------------------------------------------------------
+
+def _simulated_month(influx, topology) -> None:
+    """hl-1: one sensor at 8.0. hl-3: s1 at 6.5 with 6 h at 1.0 on day 10; s2 at 7.0 with day 20
+    missing; aerator a1 reporting, aerator a2 silent. Other segments silent."""
+    lines = []
+    for k in range(30 * DAY // STEP):
+        ts = NOV_START + k * STEP
+        day, sec = divmod(k * STEP, DAY)
+        s1 = 1.0 if day == 9 and sec < 6 * 3600 else 6.5
+        lines.append(telemetry_line(Reading("huanglong", "hl1-s1", ts * 1000, {"do_mg_l": 8.0}, k), topology))
+        lines.append(telemetry_line(Reading("huanglong", "hl3-s1", ts * 1000,
+                                            {"do_mg_l": s1, "turbidity_ntu": 12.0}), topology))
+        if day != 19:
+            lines.append(telemetry_line(Reading("huanglong", "hl3-s2", ts * 1000, {"do_mg_l": 7.0}), topology))
+        lines.append(telemetry_line(Reading("huanglong", "hl3-a1", ts * 1000,
+                                            {"aerator_on": True, "power_w": 2100.0}), topology))
+    # Just outside the month: must not count.
+    lines.append(telemetry_line(Reading("huanglong", "hl3-s1", (NOV_START - 3600) * 1000, {"do_mg_l": 0.1}), topology))
+    for i in range(0, len(lines), 5000):
+        influx.write_lines(lines[i:i + 5000])
+
+
+def _alerts(var: Path) -> None:
+    t = NOV_START + 9 * DAY
+    with AlertStore(var / "alerts.sqlite") as store:
+        a, _ = store.open_or_update("huanglong", "hl-3", "hl3-s1", "discharge", "critical", t,
+                                    {"zh": "疑似排污：溶解氧骤降", "en": "Suspected discharge"},
+                                    {"outlets": ["ol-l3"], "sentence": {"zh": "溶解氧 1.0 mg/L，下游先降",
+                                                                        "en": "DO 1.0 mg/L"}})
+        store.acknowledge(a.id, "cleaner-li", at=t + 600)
+        store.add_note(a.id, "cleaner-li", "发现油膜，已通知执法", at=t + 900)
+        store.resolve(a.id, "cleaner-li", at=t + 3600)
+        b, _ = store.open_or_update("huanglong", "hl-1", "hl1-s1", "sensor_stuck", "warning", t + 100,
+                                    {"zh": "传感器卡值", "en": "Sensor stuck"})
+        store.resolve(b.id, "auto", at=t + 1900)
+        store.open_or_update("huanglong", "", None, "rain", "info", t + 200, {"zh": "降雨", "en": "Rain"})
+        store.open_or_update("huanglong", "hl-3", "hl3-s2", "low_do", "warning", NOV_START + 20 * DAY,
+                             {"zh": "溶解氧偏低", "en": "Low DO"})
+        store.open_or_update("huanglong", "hl-3", "hl3-s1", "low_do", "warning", NOV_START + 31 * DAY,
+                             {"zh": "十二月", "en": "December"})
+
+
+@pytest.fixture
+def month(influx, topology, tmp_path):
+    _simulated_month(influx, topology)
+    _alerts(tmp_path / "var")
+    return influx
+
+
+def test_report_csv_for_a_simulated_month(month, tmp_path, capsys):
+    out = tmp_path / "report.csv"
+    assert run(["report", "--month", "2026-11", "--out", str(out)], month, tmp_path) == 0
+    rows = _csv(out)
+    assert tuple(rows[0]) == REPORT_COLUMNS
+    by = {r["segment"]: r for r in rows}
+    hl1, hl3 = by["hl-1"], by["hl-3"]
+    assert hl1["period_start"] == "2026-11-01T00:00:00+08:00" and hl1["period_h"] == "720.0"
+    assert float(hl1["hours_I"]) == 720.0 and float(hl1["hours_missing"]) == 0.0
+    assert float(hl3["hours_II"]) == 714.0 and float(hl3["hours_below_V"]) == 6.0
+    assert float(hl3["hours_black_light"]) == 6.0 and float(hl3["hours_black_severe"]) == 0.0
+    assert float(hl3["do_min_mg_l"]) == 1.0
+    assert int(hl3["readings_expected"]) == 4 * 4320
+    assert int(hl3["readings_received"]) == 4320 + 4176 + 4320
+    assert float(hl3["completeness_pct"]) == round(100 * (4320 + 4176 + 4320) / (4 * 4320), 1)
+    assert (hl3["alerts_total"], hl3["alerts_by_kind"]) == ("2", "discharge=1;low_do=1")
+    assert (hl3["ack_median_min"], hl3["resolve_median_min"], hl3["alerts_unresolved"]) == ("10.0", "60.0", "1")
+    assert (hl1["alerts_equipment"], hl1["alerts_auto_resolved"]) == ("1", "1")
+    assert by[""]["alerts_by_kind"] == "rain=1"
+    assert float(by["hl-5"]["hours_missing"]) == 720.0 and by["hl-5"]["completeness_pct"] == "0.0"
+    assert "report 2026-11: " in capsys.readouterr().err  # plain progress, not a tty
+
+
+def test_report_html_is_printable_chinese_with_the_figures(month, tmp_path):
+    out = tmp_path / "report.html"
+    assert run(["report", "--month", "2026-11", "--out", str(out)], month, tmp_path) == 0
+    html = out.read_text(encoding="utf-8")
+    for text in ("华龙涌水质达标月报（2026年11月）", "溶解氧水质类别时长", "黑臭（溶解氧）时长",
+                 "数据完整率", "告警与处置", "劣Ⅴ类", "肉菜市场对出河段", "疑似排污", "714.0",
+                 "2026-11-01 00:00 至 2026-12-01 00:00", "@page", "A4", "lang=\"zh-CN\""):
+        assert text in html, text
+    lowered = html.lower()
+    assert "<script" not in lowered and "http://" not in lowered and "https://" not in lowered
+    assert "<link" not in lowered and "<img" not in lowered
+
+
+def test_report_one_segment_and_bad_month(month, tmp_path, capsys):
+    out = tmp_path / "hl3.csv"
+    assert run(["report", "--month", "2026-11", "--segment", "hl-3", "--out", str(out)], month, tmp_path) == 0
+    assert [r["segment"] for r in _csv(out)] == ["hl-3"]
+    with pytest.raises(ValueError, match="must look like 2026-11"):
+        run(["report", "--month", "11/2026"], month, tmp_path)
+    with pytest.raises(ValueError, match="segment 'hl-9' is not in creek"):
+        run(["report", "--month", "2026-11", "--segment", "hl-9"], month, tmp_path)
+
+
+# ---- work orders -------------------------------------------------------------------------------
+
+def test_workorders_csv_and_json(month, tmp_path):
+    out = tmp_path / "wo.csv"
+    assert run(["workorders", "--start", "2026-11-01", "--end", "2026-12-01", "--out", str(out)],
+               month, tmp_path) == 0
+    rows = _csv(out)
+    assert tuple(rows[0]) == WORKORDER_COLUMNS
+    assert [r["kind"] for r in rows] == ["discharge", "sensor_stuck", "rain", "low_do"]
+    d = rows[0]
+    assert (d["segment_zh"], d["segment_en"]) == ("肉菜市场对出河段", "Market reach")
+    assert (d["located_by"], d["outlet"], d["chainage_m"], d["bank"]) == ("outlet", "ol-l3", "215.0", "north")
+    assert d["node_chainage_m"] == "235.0"
+    assert d["location_zh"] == "肉菜市场对出河段（华龙涌主涌 215 米处，北岸排污口 ol-l3）"
+    assert (d["kind_zh"], d["severity_zh"]) == ("疑似排污", "严重")
+    assert d["evidence_zh"] == "溶解氧 1.0 mg/L，下游先降"
+    assert (d["acknowledged_by"], d["resolved_by"], d["state_zh"]) == ("cleaner-li", "cleaner-li", "已解决")
+    assert "发现油膜，已通知执法" in d["notes"]
+    assert (d["minutes_to_acknowledge"], d["minutes_to_resolve"]) == ("10.0", "60.0")
+    assert d["start"] == "2026-11-10T00:00:00+08:00"
+    s = rows[1]
+    assert (s["located_by"], s["chainage_m"], s["result_zh"][:6]) == ("node", "80.0", "已解决（系统")
+    assert rows[2]["location_zh"] == "华龙涌全涌" and rows[3]["state_zh"] == "待处理"
+
+    js = tmp_path / "wo.json"
+    assert run(["workorders", "--start", "2026-11-01", "--end", "2026-12-01", "--segment", "hl-3",
+                "--out", str(js)], month, tmp_path) == 0
+    doc = json.loads(js.read_text(encoding="utf-8"))
+    assert doc["count"] == 2 and doc["start"] == "2026-11-01T00:00:00+08:00"
+    first = doc["workorders"][0]
+    assert list(first) == list(WORKORDER_COLUMNS)
+    assert first["notes"][0]["by"] == "cleaner-li" and first["evidence_json"]["outlets"] == ["ol-l3"]
+    assert first["chainage_m"] == 215.0
+
+
+def test_workorders_refuse_reversed_period(influx, tmp_path):
+    with pytest.raises(ValueError, match="must be after --start"):
+        run(["workorders", "--start", "2026-11-02", "--end", "2026-11-01"], influx, tmp_path)
+
+
+# ---- backfill ----------------------------------------------------------------------------------
+
+BACKFILL_CSV = """time,node,seq,do_mg_l,turbidity_ntu,aerator_on
+2026-11-02T00:00:00+08:00,hl1-s1,1,6.5,12.5,
+2026-11-02T00:10:00+08:00,hl1-s1,2,6.4,,
+1793550000,hl1-s1,3,6.3,11,
+2026-11-02T00:30:00+08:00,zz-unknown,,5.0,10,
+2026-11-02T00:40:00+08:00,hl1-s1,4,99,13,
+2026-11-02T00:50:00+08:00,hl1-s1,5,abc,,
+,hl1-s1,6,6.0,,
+2026-11-02 01:10:00,hl1-s1,7,6.0,,
+2026-11-02T01:20:00+08:00,Bad Node,,6.0,,
+2099-01-01T00:00:00+08:00,hl1-s1,9,6.0,,
+2026-11-02T01:40:00+08:00,hl1-a1,,,,true
+"""
+
+
+def _counts(influx) -> dict[str, int]:
+    rows = influx.rows('SELECT COUNT(*) FROM "telemetry" GROUP BY "node", "segment"')
+    return {f"{r['node']}/{r['segment']}": max(v or 0 for k, v in r.items() if k.startswith("count_")) for r in rows}
+
+
+def test_backfill_is_idempotent_and_refuses_bad_rows_with_reasons(influx, tmp_path, capsys):
+    src = tmp_path / "history.csv"
+    src.write_text(BACKFILL_CSV, encoding="utf-8")
+    assert run(["backfill", str(src), "--batch", "2"], influx, tmp_path) == 0
+    first = _counts(influx)
+    assert first == {"hl1-s1/hl-1": 4, "zz-unknown/unassigned": 1, "hl1-a1/hl-1": 1}
+    err = capsys.readouterr().err
+    assert "11 rows read, 6 readings stored" in err and "5 rows refused" in err
+    rejects = _csv(tmp_path / "history.rejects.csv")
+    reasons = {(r["line"], r["reason"], r["field"]) for r in rejects}
+    assert reasons == {("6", "field_out_of_range", "do_mg_l"), ("7", "field_wrong_type", "do_mg_l"),
+                       ("7", "no_valid_measurement", ""), ("8", "ts_missing", ""),
+                       ("9", "ts_invalid", ""), ("10", "node_invalid", ""), ("11", "ts_future", "")}
+    assert all(r["detail"] for r in rejects)
+    # The row with DO out of range keeps its turbidity.
+    kept = influx.rows('SELECT "do_mg_l", "turbidity_ntu", "seq" FROM "telemetry" WHERE "node" = \'hl1-s1\'')
+    assert [r["seq"] for r in kept] == [1, 2, 3, 4]
+    assert kept[3]["do_mg_l"] is None and kept[3]["turbidity_ntu"] == 13.0
+    types = {r["fieldKey"]: r["fieldType"] for r in influx.rows('SHOW FIELD KEYS FROM "telemetry"')}
+    assert types["seq"] == "integer" and types["do_mg_l"] == "float" and types["turbidity_ntu"] == "float"
+    assert types["aerator_on"] == "boolean"
+    tags = influx.rows('SELECT "do_mg_l", "kind" FROM "telemetry" WHERE "node" = \'zz-unknown\'')
+    assert tags[0]["kind"] == "sensor"
+
+    assert run(["backfill", str(src), "--batch", "5000"], influx, tmp_path) == 0
+    assert _counts(influx) == first
+
+
+def test_backfill_refuses_a_file_without_the_replay_columns(influx, tmp_path):
+    src = tmp_path / "wrong.csv"
+    src.write_text("timestamp,sensor,do\n1,2,3\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="the header has no 'time' column"):
+        run(["backfill", str(src)], influx, tmp_path)
+    with pytest.raises(ValueError, match="does not exist"):
+        run(["backfill", str(tmp_path / "missing.csv")], influx, tmp_path)
+
+
+# ---- progress -----------------------------------------------------------------------------------
+
+class FakeTty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_plain_lines_when_not_a_terminal():
+    stream = io.StringIO()
+    with Progress(total=4, desc="backfill x.csv", unit="rows", stream=stream, plain_every_s=0) as bar:
+        bar.update(2)
+        bar.update(2)
+    text = stream.getvalue()
+    assert "\r" not in text and "\x1b" not in text
+    lines = text.splitlines()
+    assert lines[0] == "backfill x.csv: 2/4 rows (50%)"
+    assert lines[-1].startswith("backfill x.csv: 4/4 rows (100%) done in ")
+    assert list(track([1, 2, 3], desc="t", stream=io.StringIO())) == [1, 2, 3]
+
+
+def test_progress_draws_a_bar_on_a_terminal():
+    stream = FakeTty()
+    with Progress(total=10, desc="report", unit="nodes", stream=stream) as bar:
+        bar.update(10)
+    assert "\r" in stream.getvalue() and "10/10" in stream.getvalue()
