@@ -48,6 +48,7 @@ _ingest = _s("ingest")
 _detect = _s("detect")
 _web = _s("web")
 _sim = _s("sim")
+_notify = _s("notify")
 _up = _s("up")
 
 SETTINGS: tuple[Setting, ...] = (
@@ -117,6 +118,35 @@ SETTINGS: tuple[Setting, ...] = (
     _sim("sim_seed", int, 1, "Random seed of the simulated creek."),
     _sim("sim_speed", float, 1.0, "Simulated seconds per real second (1 = real time)."),
     _sim("sim_interval_s", float, 60.0, "Sampling interval of simulated nodes, seconds."),
+    # -- notify ----------------------------------------------------------------------------
+    _notify("notify_client_id", str, "rivermon-notify",
+            "MQTT client id of the notifier (persistent session key; unique per notifier)."),
+    _notify("notify_session_expiry_s", int, 7 * 24 * 3600,
+            "MQTT v5 session expiry: how long the broker keeps the notifier's queue while it is down."),
+    _notify("notify_routes", str, "",
+            "Routes TOML file (targets and routes, see docs/notify.md); empty means alert events "
+            "are recorded in the outbox but sent nowhere."),
+    _notify("notify_panel_url", str, "http://127.0.0.1:8080",
+            "Panel base URL for the link in every message ({panel}/alerts/{id})."),
+    _notify("notify_remind_s", float, 1800.0,
+            "Remind every this many seconds while an alert stays open (unacknowledged); "
+            "0 turns reminders off. A route may override it."),
+    _notify("notify_escalate_s", float, 3600.0,
+            "A critical alert still unacknowledged this many seconds after it became critical "
+            "goes to its route's escalate_to targets; 0 turns escalation off. A route may override it."),
+    _notify("notify_quiet_hours", str, "",
+            "Quiet hours HH:MM-HH:MM (local time of `timezone`): non-critical messages are held and "
+            "sent as one digest when they end; empty means none. A route may override it."),
+    _notify("notify_retry_base_s", float, 2.0,
+            "First retry delay of a failed delivery; doubles per attempt up to notify_retry_max_s."),
+    _notify("notify_retry_max_s", float, 300.0,
+            "Longest delay between retries; deliveries are retried until they succeed."),
+    _notify("notify_http_timeout_s", float, 10.0, "Timeout of one webhook request, seconds."),
+    _notify("notify_alert_store", bool, True,
+            "Before a reminder or escalation, also read the alert's state from VAR/alerts.sqlite "
+            "when it exists (model on the same machine)."),
+    _notify("notify_keep_days", int, 30,
+            "Delivered messages and processed events older than this are pruned from the outbox."),
     # -- up --------------------------------------------------------------------------------
     _up("up_broker_port", int, 0, "Port for the broker `rivermon up` starts (0 = a free one)."),
     _up("up_influx_port", int, 0, "Port for the InfluxDB `rivermon up` starts (0 = a free one)."),

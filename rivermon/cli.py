@@ -65,12 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     from rivermon import nodes, ops, up
     from rivermon.ingest import cli as ingest_cli
     from rivermon.models import cli as models_cli
+    from rivermon.notify import cli as notify_cli
     from rivermon.sim import cli as sim_cli
     from rivermon.web import cli as web_cli
 
     bench = sub.add_parser("bench", help="benchmarks that print their figures against their limits")
     bench_sub = bench.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
-    for module in (up, ingest_cli, models_cli, web_cli, sim_cli, nodes, ops):
+    for module in (up, ingest_cli, models_cli, web_cli, sim_cli, nodes, notify_cli, ops):
         module.register(sub, common)
         if hasattr(module, "register_bench"):
             module.register_bench(bench_sub, common)
