@@ -40,16 +40,32 @@ class InfluxError(RuntimeError):
 
 # ---- line protocol -----------------------------------------------------------------------
 
-_MEAS_ESC = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\\": "\\\\"})
-_KEY_ESC = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\\": "\\\\"})
+# InfluxDB 1.x keeps a backslash in a name literally unless it precedes a character that
+# needs escaping (it does not unescape a doubled backslash). So a backslash is left alone, except one
+# right before a comma, equals sign or space, which would otherwise escape what follows: that
+# one is doubled, the nearest the 1.x parser can carry (stored as two backslashes). A trailing
+# backslash cannot be carried at all (it would escape the separator): it becomes U+FF3C "＼".
+_MEAS_ESC = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n"})
+_KEY_ESC = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
+_DANGLING_BACKSLASH = re.compile(r"\\(?=[,= ])")
+
+
+def _backslashes(name: str) -> str:
+    if name.endswith("\\"):
+        name = name[:-1] + "\uff3c"
+    return _DANGLING_BACKSLASH.sub(r"\\\\", name)
 
 
 def escape_measurement(name: str) -> str:
+    if "\\" in name:
+        name = _backslashes(name)
     return name.translate(_MEAS_ESC)
 
 
 def escape_key(key: str) -> str:
-    """Escape a tag key, tag value or field key."""
+    """Escape a tag key, tag value or field key (InfluxDB 1.x rules)."""
+    if "\\" in key:
+        key = _backslashes(key)
     return key.translate(_KEY_ESC)
 
 
