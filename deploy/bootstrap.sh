@@ -34,7 +34,7 @@ if [ ! -f "$secrets/tls/server.crt" ]; then
     "$repo/deploy/mosquitto/make-certs.sh" "$secrets/tls" "$@" mosquitto localhost
 fi
 
-for service in ingest detect web sim; do
+for service in ingest detect web sim notify; do
     file="$secrets/mqtt-$service.password"
     if [ ! -s "$file" ]; then
         rivermon node add --service "$service" --password-file "$secrets/mosquitto.passwd" \
@@ -42,6 +42,11 @@ for service in ingest detect web sim; do
         echo "issued the broker account of $service ($file)"
     fi
 done
+
+if [ ! -s "$secrets/notify-routes.toml" ]; then
+    cp "$repo/notify/routes.example.toml" "$secrets/notify-routes.toml"
+    echo "edit $secrets/notify-routes.toml (robot URLs and keys) before \`--profile notify\`"
+fi
 
 if [ ! -s "$secrets/grafana-admin.password" ]; then
     python3 -c 'import secrets; print(secrets.token_urlsafe(18))' > "$secrets/grafana-admin.password"
@@ -55,13 +60,13 @@ chmod 755 "$secrets/tls"
 chmod 644 "$secrets/tls/ca.crt" "$secrets/tls/server.crt"
 if [ "$(id -u)" = 0 ] && [ -z "${SECRETS_NO_CHOWN:-}" ]; then
     chown 1883:1883 "$secrets/mosquitto.passwd" "$secrets/tls/server.key"
-    chown 10001:10001 "$secrets"/mqtt-*.password
+    chown 10001:10001 "$secrets"/mqtt-*.password "$secrets/notify-routes.toml"
     chown 472:472 "$secrets/grafana-admin.password"
     chmod 600 "$secrets/mosquitto.passwd" "$secrets/tls/server.key" "$secrets"/mqtt-*.password \
-        "$secrets/grafana-admin.password"
+        "$secrets/notify-routes.toml" "$secrets/grafana-admin.password"
 else
     chmod 644 "$secrets/mosquitto.passwd" "$secrets/tls/server.key" "$secrets"/mqtt-*.password \
-        "$secrets/grafana-admin.password"
+        "$secrets/notify-routes.toml" "$secrets/grafana-admin.password"
 fi
 echo "secrets ready in $secrets; issue node passwords with:"
 echo "  rivermon node add NODE --password-file $secrets/mosquitto.passwd && docker compose kill -s HUP mosquitto"
