@@ -73,12 +73,14 @@ class Publisher:
 
 
 def _wait_info(info: Any, timeout: float) -> bool:
+    # Not info.is_published(): it raises for a message first tried while the broker was down
+    # (rc NO_CONN), although paho sends it on reconnect and marks it published on PUBACK.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if info.is_published():
+        if info._published:
             return True
         time.sleep(0.02)
-    return info.is_published()
+    return bool(info._published)
 
 
 class Stream(threading.Thread):
