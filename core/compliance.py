@@ -65,8 +65,8 @@ CLASS_NAMES: dict[str, dict[str, str]] = {
 # yet short enough that a night-time DO minimum is not papered over by the evening value.
 DEFAULT_GAP_LIMIT_S = 1800.0
 DEFAULT_INTERVAL_S = 600.0
-# Queries are cut into windows so one response stays small (a week of 10 s data is 60k rows).
-QUERY_WINDOW_MS = 7 * 24 * 3600 * 1000
+# Rows per query: at most InfluxDB 1.x's common `max-row-limit` (10000), so no answer is cut.
+PAGE_ROWS = 10_000
 MS_PER_H = 3600_000.0
 
 Interval = tuple[int, int, float]  # [start_ms, end_ms) with one DO value
@@ -319,22 +319,30 @@ def field_counts(client: InfluxClient, creek: str, start_ms: int, end_ms: int) -
 
 def fetch_series(client: InfluxClient, creek: str, node: str, field_name: str, start_ms: int,
                  end_ms: int) -> tuple[list[int], list[float]]:
-    """Times (ms) and values of one node's field in ``[start_ms, end_ms)``, oldest first."""
+    """Times (ms) and values of one node's field in ``[start_ms, end_ms)``, oldest first.
+
+    Read in pages of :data:`PAGE_ROWS` (each starting after the last time seen), so the answer
+    is complete whatever the server's ``max-row-limit``.
+    """
     times: list[int] = []
     values: list[float] = []
     col = quote_ident(field_name)
-    for a in range(start_ms, end_ms, QUERY_WINDOW_MS):
-        b = min(end_ms, a + QUERY_WINDOW_MS)
-        res = client.query(f"SELECT {col} FROM {quote_ident(TELEMETRY)} {_where(creek, a, b, node)}")
-        for series in res[0].get("series") or []:
-            if series.get("partial"):
-                raise InfluxError(f"InfluxDB truncated the answer for node {node} "
-                                  f"(raise its max-row-limit or shorten QUERY_WINDOW_MS)")
-            for t, v in series["values"]:
-                if v is None or isinstance(v, bool):
-                    continue
-                times.append(int(t))
-                values.append(float(v))
+    a = start_ms
+    while a < end_ms:
+        q = (f"SELECT {col} FROM {quote_ident(TELEMETRY)} {_where(creek, a, end_ms, node)}"
+             f" LIMIT {PAGE_ROWS}")
+        series_list = client.query(q)[0].get("series") or []
+        page = [(int(t), v) for series in series_list for t, v in series["values"]]
+        for t, v in page:
+            if v is None or isinstance(v, bool):
+                continue
+            times.append(t)
+            values.append(float(v))
+        # A server whose max-row-limit is below PAGE_ROWS marks its cut answer `partial`.
+        cut = any(series.get("partial") for series in series_list)
+        if not page or (len(page) < PAGE_ROWS and not cut):
+            break
+        a = page[-1][0] + 1
     return times, values
 
 

@@ -9,10 +9,11 @@ flags, opens InfluxDB and the alert store, shows progress on stderr and writes t
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 from rivermon.core.config import Config
@@ -109,6 +110,20 @@ def _alert_store(cfg: Config, path: str | None, tz: str) -> Any:
     return AlertStore(db, tz=tz)
 
 
+def _influx_errors(func: Callable[[argparse.Namespace, Config], int]) -> Callable[[argparse.Namespace, Config], int]:
+    """InfluxDB failures end the command with a sentence and status 1, not a traceback."""
+    @functools.wraps(func)
+    def run(args: argparse.Namespace, cfg: Config) -> int:
+        from rivermon.core.influx import InfluxError
+
+        try:
+            return func(args, cfg)
+        except InfluxError as exc:
+            print(f"rivermon {args.command}: {exc}", file=sys.stderr)
+            return 1
+    return run
+
+
 def parse_when(text: str, tz: str) -> float:
     """``YYYY-MM-DD`` (local midnight), RFC 3339 (local when without offset) or Unix seconds."""
     s = text.strip()
@@ -127,6 +142,7 @@ def parse_when(text: str, tz: str) -> float:
 
 # ---- report --------------------------------------------------------------------------------
 
+@_influx_errors
 def run_report(args: argparse.Namespace, cfg: Config) -> int:
     """``rivermon report --month YYYY-MM``."""
     from rivermon.core.compliance import alert_summaries, month_range, segment_compliance
@@ -205,6 +221,7 @@ def run_workorders(args: argparse.Namespace, cfg: Config) -> int:
 
 # ---- backfill --------------------------------------------------------------------------------
 
+@_influx_errors
 def run_backfill(args: argparse.Namespace, cfg: Config) -> int:
     """``rivermon backfill FILE.csv``: validate, write idempotently, report refusals."""
     from rivermon.core.backfill import backfill, count_data_lines, write_rejects
@@ -237,3 +254,80 @@ def run_backfill(args: argparse.Namespace, cfg: Config) -> int:
             print(f"  e.g. {where}: {r.detail}", file=sys.stderr)
         print(f"refused rows and fields written to {rejects}", file=sys.stderr)
     return 0
+
+
+# ---- benchmark --------------------------------------------------------------------------------
+
+# Limits for a month of 1-minute readings from every node of the shipped creek (864,000 rows)
+# on the 2-core development machine: an office must be able to load a year in minutes and print
+# a month's report while it waits.
+BENCH_BACKFILL_MIN_ROWS_S = 15_000.0
+BENCH_REPORT_MAX_S = 30.0
+
+
+def register_bench(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("ops", parents=[common],
+                       help="backfill rows/s and monthly report time on a simulated month")
+    p.add_argument("--days", type=int, default=30, help="days of readings (November 2026 onwards)")
+    p.add_argument("--interval-s", type=int, default=60, help="sampling interval of every node")
+    p.add_argument("--keep", action="store_true", help="keep the benchmark database and CSV")
+    p.set_defaults(func=run_bench)
+
+
+def _bench_csv(path: Path, creek: Any, days: int, interval_s: int, start_s: int) -> int:
+    """Readings of every node of the creek, a diurnal DO cycle, as a replay CSV."""
+    import math
+
+    rows = 0
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("time,node,seq,do_mg_l,turbidity_ntu,temp_c,aerator_on,power_w\n")
+        for k in range(days * 86400 // interval_s):
+            ts = start_s + k * interval_s
+            phase = math.sin(2 * math.pi * ((ts + 8 * 3600) % 86400) / 86400 - math.pi / 2)
+            for i, n in enumerate(creek.nodes):
+                if n.kind == "sensor":
+                    do = max(0.05, 5.0 + 3.0 * phase - 0.4 * i)
+                    f.write(f"{ts},{n.id},{k},{do:.2f},{10 + i},{27.5},,\n")
+                else:
+                    f.write(f"{ts},{n.id},{k},,,,{'true' if phase < 0 else 'false'},{n.rated_w if phase < 0 else 0}\n")
+                rows += 1
+    return rows
+
+
+def run_bench(args: argparse.Namespace, cfg: Config) -> int:
+    """Print backfill throughput and report time against their limits."""
+    import tempfile
+    import time
+
+    from rivermon.core.backfill import backfill
+    from rivermon.core.compliance import segment_compliance
+    from rivermon.core.influx import InfluxClient
+
+    topology, creek = _creek(cfg, None)
+    start_s = 1793462400  # 2026-11-01T00:00:00+08:00
+    client = InfluxClient(cfg.influx, f"{cfg.influx_db}_bench_ops", timeout=120)
+    tmp = Path(tempfile.mkdtemp(prefix="rivermon-bench-ops-"))
+    try:
+        csv_path = tmp / "month.csv"
+        rows = _bench_csv(csv_path, creek, args.days, args.interval_s, start_s)
+        t0 = time.perf_counter()
+        result = backfill(client, topology, creek.id, csv_path, now=start_s + 400 * 86400)
+        t_backfill = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        segment_compliance(client, creek, start_s * 1000, (start_s + args.days * 86400) * 1000)
+        t_report = time.perf_counter() - t0
+    finally:
+        if not args.keep:
+            client.drop_database()
+            for p in tmp.iterdir():
+                p.unlink()
+            tmp.rmdir()
+        client.close()
+    rate = result.written / t_backfill
+    ok_b, ok_r = rate >= BENCH_BACKFILL_MIN_ROWS_S, t_report <= BENCH_REPORT_MAX_S
+    print(f"backfill: {rows} rows, {result.written} stored, {len(result.rejections)} refused, "
+          f"{t_backfill:.1f} s = {rate:,.0f} rows/s (limit >= {BENCH_BACKFILL_MIN_ROWS_S:,.0f}) "
+          f"{'OK' if ok_b else 'SLOW'}")
+    print(f"report: {len(creek.nodes)} nodes, {args.days} days at {args.interval_s} s: {t_report:.1f} s "
+          f"(limit <= {BENCH_REPORT_MAX_S:.0f} s) {'OK' if ok_r else 'SLOW'}")
+    return 0 if ok_b and ok_r else 1

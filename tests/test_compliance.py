@@ -121,3 +121,16 @@ def test_month_is_the_local_month():
     with pytest.raises(ValueError, match="must look like 2026-11"):
         month_range("November")
     assert month_range("2026-12")[1] - month_range("2026-12")[0] == 31 * 24 * H
+
+
+def test_series_are_read_in_pages_with_the_same_answer(influx, topology, monkeypatch):
+    from rivermon.core import compliance
+
+    _write(influx, topology, "hl1-s1", HL1)
+    creek = topology.creek("huanglong")
+    [whole] = segment_compliance(influx, creek, T0, T0 + 6 * H, segment="hl-1")
+    monkeypatch.setattr(compliance, "PAGE_ROWS", 4)
+    times, _ = compliance.fetch_series(influx, "huanglong", "hl1-s1", "do_mg_l", T0, T0 + 6 * H)
+    assert len(times) == len(HL1) and times == sorted(set(times))
+    [paged] = segment_compliance(influx, creek, T0, T0 + 6 * H, segment="hl-1")
+    assert paged.as_dict() == whole.as_dict()
