@@ -153,7 +153,7 @@ def _install_hooks(app: Flask, ctx: PanelContext) -> None:
     @app.context_processor
     def _template_globals() -> dict[str, Any]:
         return {"t": i18n.t, "pick": i18n.pick, "lang": i18n.lang(), "csrf_token": csrf_token,
-                "user": g.get("user"), "cfg": ctx.cfg}
+                "user": g.get("user"), "cfg": ctx.cfg, "tz": ctx.topology.creeks[0].timezone}
 
     @app.errorhandler(BadParam)
     def _bad_param(exc: BadParam):

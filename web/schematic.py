@@ -15,8 +15,9 @@ from rivermon.core.topology import Channel, Creek
 
 WIDTH = 1000.0
 MARGIN = 60.0
-# Directions (unit vectors, SVG y grows downwards) for successive branches: up-left, down-left.
-BRANCH_DIRS = ((-0.5, -0.866), (-0.5, 0.866), (0.5, -0.866), (0.5, 0.866))
+# Directions (unit vectors, SVG y grows downwards) from a junction upstream along successive
+# branches: down-left first, so the main channel's labels above it stay clear.
+BRANCH_DIRS = ((-0.5, 0.866), (-0.5, -0.866), (0.5, 0.866), (0.5, -0.866))
 COMPASS = {"north": (0.0, -1.0), "south": (0.0, 1.0), "east": (1.0, 0.0), "west": (-1.0, 0.0),
            "left": (0.0, -1.0), "right": (0.0, 1.0)}
 
@@ -93,8 +94,9 @@ def build(creek: Creek) -> dict[str, Any]:
     for s in creek.segments:
         ln = scaled[s.channel]
         a, b = ln.at(s.start_m + 1.5, scale), ln.at(s.end_m - 1.5, scale)
-        label_side = ln.normal_towards(COMPASS["north"])
-        mid = ln.at(s.mid_m, scale, 44, label_side)
+        label_side = ln.normal_towards(COMPASS["north"] if ln.direction[1] == 0 else COMPASS["east"])
+        # Labels of slanted channels sit further out: the text runs horizontally.
+        mid = ln.at(s.mid_m, scale, 40 + 45 * abs(ln.direction[1]), label_side)
         segments.append({"id": s.id, "x1": a[0], "y1": a[1], "x2": b[0], "y2": b[1],
                          "lx": mid[0], "ly": mid[1], "name": s.name.as_dict()})
     outlets = []
@@ -110,17 +112,16 @@ def build(creek: Creek) -> dict[str, Any]:
     nodes = []
     for n in creek.nodes:
         ln = scaled[n.channel]
-        side = ln.normal_towards(COMPASS["north"])
-        x, y = ln.at(n.chainage_m, scale, 0 if n.kind == "sensor" else -30, side)
+        x, y = ln.at(n.chainage_m, scale)
         nodes.append({"id": n.id, "kind": n.kind, "x": x, "y": y, "segment": n.segment,
                       "aerator": n.aerator})
     arrows = []
     for cid, ln in scaled.items():
         length = chans[cid].length_m
         for frac in (0.25, 0.75) if length > 300 else (0.5,):
-            side = ln.normal_towards(COMPASS["south"])
-            a = ln.at(length * frac - 12, scale, 48, side)
-            b = ln.at(length * frac + 12, scale, 48, side)
+            side = ln.normal_towards(COMPASS["south"] if ln.direction[1] == 0 else COMPASS["east"])
+            a = ln.at(length * frac - 12, scale, 50, side)
+            b = ln.at(length * frac + 12, scale, 50, side)
             arrows.append({"x1": a[0], "y1": a[1], "x2": b[0], "y2": b[1]})
     scale_bar = {"x": MARGIN, "y": round(height - 24, 1), "len": round(100 * scale, 1)}
     return {"width": WIDTH, "height": round(height, 1), "segments": segments, "outlets": outlets,

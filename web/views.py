@@ -39,6 +39,10 @@ def _segments_now() -> dict[str, dict[str, Any]]:
     return {s["id"]: s for s in snap["segments"]}
 
 
+def _seg_names(creek: Any) -> dict[str, dict[str, str]]:
+    return {s.id: s.name.as_dict() for s in creek.segments}
+
+
 @bp.route("/")
 @role_required("viewer", public_if="web_public_view")
 def creek() -> str:
@@ -65,7 +69,17 @@ def segment(seg: str) -> str:
 @role_required("viewer")
 def inbox() -> str:
     creek = ctx().topology.creeks[0]
-    return render_template("inbox.html", creek=creek, kinds=KIND_NAMES, texts=i18n.js_texts())
+    return render_template("inbox.html", creek=creek, kinds=KIND_NAMES, texts=i18n.js_texts(),
+                           single=None, seg_names=_seg_names(creek))
+
+
+@bp.route("/alerts/<aid>")
+@role_required("viewer")
+def alert_page(aid: str) -> str:
+    """One alert (the link notifications carry)."""
+    creek = ctx().topology.creeks[0]
+    return render_template("inbox.html", creek=creek, kinds=KIND_NAMES, texts=i18n.js_texts(),
+                           single=aid, seg_names=_seg_names(creek))
 
 
 @bp.route("/trends")

@@ -54,7 +54,9 @@ var RM = (function () {
   function clock(iso) {
     if (!iso) return "—";
     var d = new Date(Date.parse(iso));
-    return d.toLocaleString(page.lang === "en" ? "en-GB" : "zh-CN", { hour12: false });
+    var opts = { hour12: false, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" };
+    if (page.tz) opts.timeZone = page.tz;  // the creek's time, wherever the reader is
+    return d.toLocaleString(page.lang === "en" ? "en-GB" : "zh-CN", opts);
   }
   function fmt(v, digits) {
     return (v === null || v === undefined) ? "—" : Number(v).toFixed(digits);
