@@ -126,9 +126,13 @@ class Notifier:
                                                       "payload": payload[:300]})
             self.outbox.mark_event(seq, now, str(exc))
             return
-        with self.outbox.tx():
-            self.apply(event, now)
-            self.outbox.mark_event(seq, now)
+        try:
+            with self.outbox.tx():
+                self.apply(event, now)
+                self.outbox.mark_event(seq, now)
+        except Exception as exc:  # a bug must not block every later event; keep this one aside
+            log.exception("alert event could not be routed", extra={"topic": topic})
+            self.outbox.mark_event(seq, now, f"internal error: {type(exc).__name__}: {exc}")
 
     def apply(self, event: dict[str, Any], now: float) -> None:
         """Take one alert event (from MQTT or the alert store) into account."""
@@ -231,6 +235,8 @@ class Notifier:
         with self.outbox.tx():
             self._release_held(now)
         for alert in self.outbox.alerts_in_state("open"):
+            if not (self._reminders_due(alert, now) or self._escalations_due(alert, now)):
+                continue
             with self.outbox.tx():
                 if self._still_open(alert, now):
                     self._escalate(alert, now)
@@ -258,7 +264,9 @@ class Notifier:
             self._store = AlertStore(self.alert_store_path, tz=self.texts.tz)
         return self._store
 
-    def _remind(self, alert: TrackedAlert, now: float) -> None:
+    def _reminders_due(self, alert: TrackedAlert, now: float) -> list[tuple[str, str, int]]:
+        """(target, route, reminders so far) of every reminder due now."""
+        due = []
         for target, (route_name, last, n) in self.outbox.subs(alert.id).items():
             route = self.routes.route(route_name)
             every = route.remind_s if route is not None and route.remind_s is not None else self.policy.remind_s
@@ -267,19 +275,30 @@ class Notifier:
             quiet = self._quiet_for(route_name)
             if quiet is not None and alert.severity != "critical" and quiet.active(now):
                 continue  # the digest at the end of quiet hours covers it
+            due.append((target, route_name, n))
+        return due
+
+    def _remind(self, alert: TrackedAlert, now: float) -> None:
+        for target, route_name, n in self._reminders_due(alert, now):
             self._send(target, route_name, Notice("reminder", alert.event, n=n + 1,
                                                   open_s=now - alert.first_seen), now)
 
-    def _escalate(self, alert: TrackedAlert, now: float) -> None:
+    def _escalations_due(self, alert: TrackedAlert, now: float) -> list[Route]:
         if alert.severity != "critical" or alert.critical_since is None:
-            return
+            return []
+        due = []
         for name in alert.routes:
             route = self.routes.route(name)
             if route is None or not route.escalate_to or self.outbox.escalated(alert.id, name):
                 continue
             after = route.escalate_s if route.escalate_s is not None else self.policy.escalate_s
-            if after <= 0 or now - alert.critical_since < after:
-                continue
+            if after > 0 and now - alert.critical_since >= after:
+                due.append(route)
+        return due
+
+    def _escalate(self, alert: TrackedAlert, now: float) -> None:
+        for route in self._escalations_due(alert, now):
+            name = route.name
             notice = Notice("escalation", alert.event, open_s=now - alert.critical_since)
             for target in route.escalate_to:
                 self.outbox.add_sub(alert.id, target, name, now)

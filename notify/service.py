@@ -66,6 +66,7 @@ class Listener:
         self.on_fatal = on_fatal
         self.topic = alerts_subscription(cfg.topic_prefix)
         self.subscribed = threading.Event()
+        self.stopping = False
         self.client = make_client(cfg.broker, cfg.notify_client_id, cfg.mqtt_protocol,
                                   manual_ack=True, clean=False)
         self.client.on_connect = self._on_connect
@@ -84,6 +85,7 @@ class Listener:
         self.client.loop_start()
 
     def stop(self) -> None:
+        self.stopping = True
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -102,7 +104,8 @@ class Listener:
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any = None) -> None:
         self.subscribed.clear()
-        log.warning("disconnected from broker", extra={"reason": str(reason)})
+        log.log(logging.INFO if self.stopping else logging.WARNING, "disconnected from broker",
+                extra={"reason": str(reason)})
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         try:
@@ -130,7 +133,11 @@ class Courier(threading.Thread):
         session = requests.Session()
         try:
             while not self.stop_event.is_set():
-                self._step(session)
+                try:
+                    self._step(session)
+                except Exception:  # the outbox was busy or a bug: log, pause, carry on
+                    log.exception("courier step failed", extra={"target": self.target.name})
+                    self.stop_event.wait(1.0)
         finally:
             session.close()
 
@@ -183,6 +190,11 @@ class NotifyService:
     def start(self) -> "NotifyService":
         if not self.routes.routes:
             log.warning("no routes configured (notify_routes); alert events are recorded, not sent")
+        for name, counts in self.outbox.status()["targets"].items():
+            waiting = counts.get("queued", 0) + counts.get("held", 0)
+            if name not in self.routes.targets and waiting:
+                log.error("messages wait for a target the routes file no longer has; kept in the "
+                          "outbox until it is configured again", extra={"target": name, "waiting": waiting})
         for courier in self.couriers.values():
             courier.start()
         self._brain.start()

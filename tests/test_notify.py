@@ -243,3 +243,39 @@ def test_send_to_a_local_receiver_checks_status_and_errcode(texts):
         with pytest.raises(DeliveryError, match="ConnectionError") as err:
             send(session, targets["w"], body, 6, timeout=5)
         assert "key=K" not in str(err.value)  # robot keys never reach the logs
+
+
+# ---- the command line --------------------------------------------------------------------
+
+def test_cli_check_lists_routes_and_refuses_mistakes(tmp_path, capsys):
+    from rivermon.cli import main
+
+    assert main(["notify", "--check", "--notify-routes", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert "4 target(s), 4 route(s)" in out and "key=***" in out and "REPLACE" not in out
+    assert "route water: " in out and "escalate to leader-wecom" in out
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[targets.a]\ntype = "wecom"\nurl = "http://x"\n[[routes]]\ntargets = ["b"]\n',
+                   encoding="utf-8")
+    assert main(["notify", "--check", "--notify-routes", str(bad)]) == 2
+    assert "routes[0].targets: unknown target 'b' (defined: a)" in capsys.readouterr().err
+    assert main(["notify", "--check", "--notify-routes", str(EXAMPLE),
+                 "--notify-quiet-hours", "late"]) == 2
+    assert "notify_quiet_hours: 'late' must look like HH:MM-HH:MM" in capsys.readouterr().err
+
+
+def test_cli_status_reads_the_outbox(tmp_path, capsys):
+    from rivermon.cli import main
+    from rivermon.notify.outbox import Outbox
+
+    assert main(["notify", "--status", "--var", str(tmp_path)]) == 2
+    assert "no outbox at" in capsys.readouterr().err
+    box = Outbox(tmp_path / "notify.sqlite")
+    box.add_event("p/huanglong/alerts", b"{}", time.time())
+    box.enqueue("office", "a-1", "opened", "{}", time.time())
+    box.failed(1, "HTTP 500: down", time.time() + 5)
+    box.close()
+    assert main(["notify", "--status", "--var", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "events: 1 stored, 1 not yet routed, 0 refused" in out
+    assert "office: 1 queued, 0 held, 0 delivered, 0 digested" in out and "last error: HTTP 500: down" in out
