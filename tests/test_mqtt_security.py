@@ -249,6 +249,27 @@ def test_a_node_cannot_publish_as_another_node(broker, clients):
     assert ingest.topics() == {topic("hl1-s1", "telemetry")}
 
 
+def test_a_node_cannot_leave_a_last_will_for_another_node(broker, clients):
+    ingest = clients("rivermon_ingest")
+    ingest.subscribe(f"{PREFIX}/+/+/status")
+    own, forged = b'{"state": "offline", "fw": "own"}', b'{"state": "offline", "fw": "forged"}'
+    for user, will_topic, will in (("hl1-s1", topic("hl2-s1", "status"), forged),
+                                   ("hl2-s1", topic("hl2-s1", "status"), own)):
+        c = make_client("mqtt://127.0.0.1", f"will-{user}", protocol="5")
+        c.username_pw_set(user, broker.creds[user])
+        c.will_set(will_topic, will, qos=1)
+        c.connect("127.0.0.1", broker.port)
+        deadline = time.monotonic() + 5
+        while not c.is_connected() and time.monotonic() < deadline:
+            c.loop(0.05)
+        # Die without DISCONNECT: the broker publishes the will (if the node may).
+        c.socket().close()
+        if user == "hl1-s1":
+            time.sleep(0.3)
+    assert ingest.got(topic("hl2-s1", "status"), own)
+    assert not ingest.got(topic("hl2-s1", "status"), forged, timeout=0)
+
+
 def test_a_node_reads_its_own_cmd_and_not_another_nodes(broker, clients):
     aerator = clients("hl1-a1")
     aerator.subscribe(topic("hl1-a1", "cmd"), topic("hl3-a1", "cmd"), f"{PREFIX}/#")

@@ -22,9 +22,9 @@ mkdir -p "$out"
 san=""
 for name in "$@"; do
     case "$name" in
-        *[!0-9.:a-fA-F]*) entry="DNS:$name" ;;
-        *[.:]*) entry="IP:$name" ;;
-        *) entry="DNS:$name" ;;
+        *:*) entry="IP:$name" ;;           # IPv6
+        *[!0-9.]*) entry="DNS:$name" ;;
+        *) entry="IP:$name" ;;             # IPv4
     esac
     san="${san:+$san,}$entry"
 done
