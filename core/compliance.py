@@ -51,12 +51,12 @@ CLASS_MIN: tuple[tuple[str, float], ...] = (("I", 7.5), ("II", 6.0), ("III", 5.0
 BLACK_SEVERE_BELOW = 0.2
 BLACK_LIGHT_BELOW = 2.0
 CLASS_NAMES: dict[str, dict[str, str]] = {
-    "I": {"zh": "Ⅰ类", "en": "Class I"},
-    "II": {"zh": "Ⅱ类", "en": "Class II"},
-    "III": {"zh": "Ⅲ类", "en": "Class III"},
-    "IV": {"zh": "Ⅳ类", "en": "Class IV"},
-    "V": {"zh": "Ⅴ类", "en": "Class V"},
-    "below_V": {"zh": "劣Ⅴ类", "en": "Worse than V"},
+    "I": {"zh": "I类", "en": "Class I"},
+    "II": {"zh": "II类", "en": "Class II"},
+    "III": {"zh": "III类", "en": "Class III"},
+    "IV": {"zh": "IV类", "en": "Class IV"},
+    "V": {"zh": "V类", "en": "Class V"},
+    "below_V": {"zh": "劣V类", "en": "Worse than V"},
     "black_light": {"zh": "轻度黑臭", "en": "Light black-odorous"},
     "black_severe": {"zh": "重度黑臭", "en": "Severe black-odorous"},
 }
@@ -334,10 +334,10 @@ def fetch_series(client: InfluxClient, creek: str, node: str, field_name: str, s
         series_list = client.query(q)[0].get("series") or []
         page = [(int(t), v) for series in series_list for t, v in series["values"]]
         for t, v in page:
-            if v is None or isinstance(v, bool):
+            if v is None:
                 continue
             times.append(t)
-            values.append(float(v))
+            values.append(float(v))  # a boolean field (aerator_on) counts for its times only
         # A server whose max-row-limit is below PAGE_ROWS marks its cut answer `partial`.
         cut = any(series.get("partial") for series in series_list)
         if not page or (len(page) < PAGE_ROWS and not cut):

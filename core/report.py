@@ -126,8 +126,6 @@ def report_context(creek: Creek, results: list[SegmentCompliance], month_label: 
     generated = datetime.now(ZoneInfo(tz)) if generated_ms is None else \
         datetime.fromtimestamp(generated_ms / 1000, ZoneInfo(tz))
     segments, nodes, alert_rows = [], [], []
-    kinds = sorted({k for s in results if s.alerts for k in s.alerts.by_kind}
-                   | (set(creek_wide.by_kind) if creek_wide else set()))
     for s in results:
         d = s.do
         segments.append({
@@ -149,9 +147,9 @@ def report_context(creek: Creek, results: list[SegmentCompliance], month_label: 
                           "interval": f"{n.interval_s / 60:.1f} 分钟" + ("" if n.interval_known else "（推定）"),
                           "expected": n.expected, "received": n.received,
                           "completeness": f"{100 * n.completeness:.1f}%"})
-        alert_rows.append(_alert_row(s.name["zh"], s.alerts, kinds))
+        alert_rows.append(_alert_row(s.name["zh"], s.alerts))
     if creek_wide is not None and creek_wide.total:
-        alert_rows.append(_alert_row("全涌（不分河段）", creek_wide, kinds))
+        alert_rows.append(_alert_row("全涌（不分河段）", creek_wide))
     return {
         "title": f"{creek.name.zh}水质达标月报（{month_label}）",
         "creek": creek.name.zh, "creek_en": creek.name.en, "month": month_label,
@@ -159,15 +157,18 @@ def report_context(creek: Creek, results: list[SegmentCompliance], month_label: 
         "timezone": tz, "generated": generated.strftime("%Y-%m-%d %H:%M"),
         "class_names": [CLASS_NAMES[c]["zh"] for c in DO_CLASSES],
         "segments": segments, "nodes": nodes,
-        "kinds": [KIND_NAMES.get(k, {"zh": k})["zh"] for k in kinds],
         "alert_rows": alert_rows, "has_alerts": any(r["total"] for r in alert_rows),
         "illustrative": creek.illustrative,
     }
 
 
-def _alert_row(name: str, a: AlertSummary | None, kinds: list[str]) -> dict[str, Any]:
+def _alert_row(name: str, a: AlertSummary | None) -> dict[str, Any]:
     a = a or AlertSummary()
-    return {"name": name, "total": a.total, "by_kind": [a.by_kind.get(k, 0) for k in kinds],
+    equipment = sum(n for k, n in a.by_kind.items() if k in EQUIPMENT_KINDS)
+    by_kind = "；".join(f"{KIND_NAMES.get(k, {'zh': k})['zh']} {n}"
+                       for k, n in sorted(a.by_kind.items(), key=lambda kv: (-kv[1], kv[0])))
+    return {"name": name, "total": a.total, "water": a.total - equipment, "equipment": equipment,
+            "by_kind": by_kind or "—",
             "acknowledged": a.acknowledged, "resolved": a.resolved, "auto": a.auto_resolved,
             "open": a.still_open, "ack_median": _fmt_min(a.ack_median_s),
             "resolve_median": _fmt_min(a.resolve_median_s), "resolve_max": _fmt_min(a.resolve_max_s)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -156,6 +157,11 @@ def run_report(args: argparse.Namespace, cfg: Config) -> int:
         raise ValueError(f"--gap-limit-min must be positive, got {args.gap_limit_min:g}")
     _, creek = _creek(cfg, args.creek)
     start_ms, end_ms = month_range(args.month, creek.timezone)
+    # The month in progress is reported up to now: hours yet to come are not "missing".
+    now_ms = int(time.time() * 1000)
+    if start_ms >= now_ms:
+        raise ValueError(f"month {args.month} has not started yet ({creek.timezone})")
+    end_ms = min(end_ms, now_ms)
     if args.segment is not None and args.segment not in {s.id for s in creek.segments}:
         raise ValueError(f"segment {args.segment!r} is not in creek {creek.id!r} "
                          f"(known: {', '.join(s.id for s in creek.segments)})")
@@ -249,7 +255,7 @@ def run_backfill(args: argparse.Namespace, cfg: Config) -> int:
         write_rejects(rejects, result.rejections)
         for reason, n in sorted(result.by_reason.items()):
             print(f"  {reason}: {n}", file=sys.stderr)
-        for r in result.rejections[:5]:
+        for r in {r.reason: r for r in reversed(result.rejections)}.values():  # first of each reason
             where = f"line {r.line}" + (f", field {r.field}" if r.field else "")
             print(f"  e.g. {where}: {r.detail}", file=sys.stderr)
         print(f"refused rows and fields written to {rejects}", file=sys.stderr)
@@ -297,7 +303,6 @@ def _bench_csv(path: Path, creek: Any, days: int, interval_s: int, start_s: int)
 def run_bench(args: argparse.Namespace, cfg: Config) -> int:
     """Print backfill throughput and report time against their limits."""
     import tempfile
-    import time
 
     from rivermon.core.backfill import backfill
     from rivermon.core.compliance import segment_compliance

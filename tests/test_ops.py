@@ -6,7 +6,10 @@ import argparse
 import csv
 import io
 import json
+import time
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -19,9 +22,11 @@ from rivermon.core.reading import Reading
 from rivermon.core.report import REPORT_COLUMNS
 from rivermon.core.workorders import WORKORDER_COLUMNS
 
-NOV_START = 1793462400  # 2026-11-01T00:00:00+08:00
+MONTH_START = 1790784000  # 2026-10-01T00:00:00+08:00 (a month wholly in the past)
+MONTH_DAYS = 31
 DAY = 86400
 STEP = 600  # 10-minute sampling
+PER_NODE = MONTH_DAYS * DAY // STEP  # 4464 readings a node
 
 
 def run(argv: list[str], influx, tmp_path: Path) -> int:
@@ -45,8 +50,8 @@ def _simulated_month(influx, topology) -> None:
     """hl-1: one sensor at 8.0. hl-3: s1 at 6.5 with 6 h at 1.0 on day 10; s2 at 7.0 with day 20
     missing; aerator a1 reporting, aerator a2 silent. Other segments silent."""
     lines = []
-    for k in range(30 * DAY // STEP):
-        ts = NOV_START + k * STEP
+    for k in range(MONTH_DAYS * DAY // STEP):
+        ts = MONTH_START + k * STEP
         day, sec = divmod(k * STEP, DAY)
         s1 = 1.0 if day == 9 and sec < 6 * 3600 else 6.5
         lines.append(telemetry_line(Reading("huanglong", "hl1-s1", ts * 1000, {"do_mg_l": 8.0}, k), topology))
@@ -57,13 +62,13 @@ def _simulated_month(influx, topology) -> None:
         lines.append(telemetry_line(Reading("huanglong", "hl3-a1", ts * 1000,
                                             {"aerator_on": True, "power_w": 2100.0}), topology))
     # Just outside the month: must not count.
-    lines.append(telemetry_line(Reading("huanglong", "hl3-s1", (NOV_START - 3600) * 1000, {"do_mg_l": 0.1}), topology))
+    lines.append(telemetry_line(Reading("huanglong", "hl3-s1", (MONTH_START - 3600) * 1000, {"do_mg_l": 0.1}), topology))
     for i in range(0, len(lines), 5000):
         influx.write_lines(lines[i:i + 5000])
 
 
 def _alerts(var: Path) -> None:
-    t = NOV_START + 9 * DAY
+    t = MONTH_START + 9 * DAY
     with AlertStore(var / "alerts.sqlite") as store:
         a, _ = store.open_or_update("huanglong", "hl-3", "hl3-s1", "discharge", "critical", t,
                                     {"zh": "疑似排污：溶解氧骤降", "en": "Suspected discharge"},
@@ -76,9 +81,9 @@ def _alerts(var: Path) -> None:
                                     {"zh": "传感器卡值", "en": "Sensor stuck"})
         store.resolve(b.id, "auto", at=t + 1900)
         store.open_or_update("huanglong", "", None, "rain", "info", t + 200, {"zh": "降雨", "en": "Rain"})
-        store.open_or_update("huanglong", "hl-3", "hl3-s2", "low_do", "warning", NOV_START + 20 * DAY,
+        store.open_or_update("huanglong", "hl-3", "hl3-s2", "low_do", "warning", MONTH_START + 20 * DAY,
                              {"zh": "溶解氧偏低", "en": "Low DO"})
-        store.open_or_update("huanglong", "hl-3", "hl3-s1", "low_do", "warning", NOV_START + 31 * DAY,
+        store.open_or_update("huanglong", "hl-3", "hl3-s1", "low_do", "warning", MONTH_START + 32 * DAY,
                              {"zh": "十二月", "en": "December"})
 
 
@@ -91,55 +96,68 @@ def month(influx, topology, tmp_path):
 
 def test_report_csv_for_a_simulated_month(month, tmp_path, capsys):
     out = tmp_path / "report.csv"
-    assert run(["report", "--month", "2026-11", "--out", str(out)], month, tmp_path) == 0
+    assert run(["report", "--month", "2026-10", "--out", str(out)], month, tmp_path) == 0
     rows = _csv(out)
     assert tuple(rows[0]) == REPORT_COLUMNS
     by = {r["segment"]: r for r in rows}
     hl1, hl3 = by["hl-1"], by["hl-3"]
-    assert hl1["period_start"] == "2026-11-01T00:00:00+08:00" and hl1["period_h"] == "720.0"
-    assert float(hl1["hours_I"]) == 720.0 and float(hl1["hours_missing"]) == 0.0
-    assert float(hl3["hours_II"]) == 714.0 and float(hl3["hours_below_V"]) == 6.0
+    assert hl1["period_start"] == "2026-10-01T00:00:00+08:00" and hl1["period_h"] == "744.0"
+    assert float(hl1["hours_I"]) == 744.0 and float(hl1["hours_missing"]) == 0.0
+    assert float(hl3["hours_II"]) == 738.0 and float(hl3["hours_below_V"]) == 6.0
     assert float(hl3["hours_black_light"]) == 6.0 and float(hl3["hours_black_severe"]) == 0.0
     assert float(hl3["do_min_mg_l"]) == 1.0
-    assert int(hl3["readings_expected"]) == 4 * 4320
-    assert int(hl3["readings_received"]) == 4320 + 4176 + 4320
-    assert float(hl3["completeness_pct"]) == round(100 * (4320 + 4176 + 4320) / (4 * 4320), 1)
+    assert int(hl3["readings_expected"]) == 4 * PER_NODE
+    assert int(hl3["readings_received"]) == PER_NODE + (PER_NODE - 144) + PER_NODE
+    assert float(hl3["completeness_pct"]) == round(100 * (PER_NODE + (PER_NODE - 144) + PER_NODE) / (4 * PER_NODE), 1)
     assert (hl3["alerts_total"], hl3["alerts_by_kind"]) == ("2", "discharge=1;low_do=1")
     assert (hl3["ack_median_min"], hl3["resolve_median_min"], hl3["alerts_unresolved"]) == ("10.0", "60.0", "1")
     assert (hl1["alerts_equipment"], hl1["alerts_auto_resolved"]) == ("1", "1")
     assert by[""]["alerts_by_kind"] == "rain=1"
-    assert float(by["hl-5"]["hours_missing"]) == 720.0 and by["hl-5"]["completeness_pct"] == "0.0"
-    assert "report 2026-11: " in capsys.readouterr().err  # plain progress, not a tty
+    assert float(by["hl-5"]["hours_missing"]) == 744.0 and by["hl-5"]["completeness_pct"] == "0.0"
+    assert "report 2026-10: " in capsys.readouterr().err  # plain progress, not a tty
 
 
 def test_report_html_is_printable_chinese_with_the_figures(month, tmp_path):
     out = tmp_path / "report.html"
-    assert run(["report", "--month", "2026-11", "--out", str(out)], month, tmp_path) == 0
+    assert run(["report", "--month", "2026-10", "--out", str(out)], month, tmp_path) == 0
     html = out.read_text(encoding="utf-8")
-    for text in ("华龙涌水质达标月报（2026年11月）", "溶解氧水质类别时长", "黑臭（溶解氧）时长",
-                 "数据完整率", "告警与处置", "劣Ⅴ类", "肉菜市场对出河段", "疑似排污", "714.0",
-                 "2026-11-01 00:00 至 2026-12-01 00:00", "@page", "A4", "lang=\"zh-CN\""):
+    for text in ("华龙涌水质达标月报（2026年10月）", "溶解氧水质类别时长", "黑臭（溶解氧）时长",
+                 "数据完整率", "告警与处置", "劣V类", "肉菜市场对出河段", "疑似排污", "738.0",
+                 "2026-10-01 00:00 至 2026-11-01 00:00", "@page", "A4", "lang=\"zh-CN\""):
         assert text in html, text
     lowered = html.lower()
     assert "<script" not in lowered and "http://" not in lowered and "https://" not in lowered
     assert "<link" not in lowered and "<img" not in lowered
 
 
+def test_report_of_the_current_month_ends_now_and_a_future_month_is_refused(influx, tmp_path):
+    out = tmp_path / "now.csv"
+    now = datetime.now(ZoneInfo("Asia/Shanghai"))
+    before = time.time()
+    assert run(["report", "--month", now.strftime("%Y-%m"), "--out", str(out)], influx, tmp_path) == 0
+    [row] = [r for r in _csv(out) if r["segment"] == "hl-1"]
+    end = datetime.fromisoformat(row["period_end"]).timestamp()
+    assert before - 1 <= end <= time.time()
+    nxt = (now.replace(day=1) + timedelta(days=32)).strftime("%Y-%m")
+    with pytest.raises(ValueError, match="has not started"):
+        run(["report", "--month", nxt], influx, tmp_path)
+
+
 def test_report_one_segment_and_bad_month(month, tmp_path, capsys):
     out = tmp_path / "hl3.csv"
-    assert run(["report", "--month", "2026-11", "--segment", "hl-3", "--out", str(out)], month, tmp_path) == 0
+    assert run(["report", "--month", "2026-10", "--segment", "hl-3", "--out", str(out)], month, tmp_path) == 0
     assert [r["segment"] for r in _csv(out)] == ["hl-3"]
     with pytest.raises(ValueError, match="must look like 2026-11"):
         run(["report", "--month", "11/2026"], month, tmp_path)
     with pytest.raises(ValueError, match="segment 'hl-9' is not in creek"):
-        run(["report", "--month", "2026-11", "--segment", "hl-9"], month, tmp_path)
+        run(["report", "--month", "2026-10", "--segment", "hl-9"], month, tmp_path)
 
 
 # ---- work orders -------------------------------------------------------------------------------
 
 def test_workorders_csv_and_json(month, tmp_path):
     out = tmp_path / "wo.csv"
-    assert run(["workorders", "--start", "2026-11-01", "--end", "2026-12-01", "--out", str(out)],
+    assert run(["workorders", "--start", "2026-10-01", "--end", "2026-11-01", "--out", str(out)],
                month, tmp_path) == 0
     rows = _csv(out)
     assert tuple(rows[0]) == WORKORDER_COLUMNS
@@ -154,16 +172,16 @@ def test_workorders_csv_and_json(month, tmp_path):
     assert (d["acknowledged_by"], d["resolved_by"], d["state_zh"]) == ("cleaner-li", "cleaner-li", "已解决")
     assert "发现油膜，已通知执法" in d["notes"]
     assert (d["minutes_to_acknowledge"], d["minutes_to_resolve"]) == ("10.0", "60.0")
-    assert d["start"] == "2026-11-10T00:00:00+08:00"
+    assert d["start"] == "2026-10-10T00:00:00+08:00"
     s = rows[1]
     assert (s["located_by"], s["chainage_m"], s["result_zh"][:6]) == ("node", "80.0", "已解决（系统")
     assert rows[2]["location_zh"] == "华龙涌全涌" and rows[3]["state_zh"] == "待处理"
 
     js = tmp_path / "wo.json"
-    assert run(["workorders", "--start", "2026-11-01", "--end", "2026-12-01", "--segment", "hl-3",
+    assert run(["workorders", "--start", "2026-10-01", "--end", "2026-11-01", "--segment", "hl-3",
                 "--out", str(js)], month, tmp_path) == 0
     doc = json.loads(js.read_text(encoding="utf-8"))
-    assert doc["count"] == 2 and doc["start"] == "2026-11-01T00:00:00+08:00"
+    assert doc["count"] == 2 and doc["start"] == "2026-10-01T00:00:00+08:00"
     first = doc["workorders"][0]
     assert list(first) == list(WORKORDER_COLUMNS)
     assert first["notes"][0]["by"] == "cleaner-li" and first["evidence_json"]["outlets"] == ["ol-l3"]
@@ -232,6 +250,18 @@ def test_backfill_refuses_a_file_without_the_replay_columns(influx, tmp_path):
         run(["backfill", str(src)], influx, tmp_path)
     with pytest.raises(ValueError, match="does not exist"):
         run(["backfill", str(tmp_path / "missing.csv")], influx, tmp_path)
+
+
+def test_backfill_with_influxdb_down_ends_with_a_sentence(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from rivermon.core.servers import free_port
+
+    src = tmp_path / "history.csv"
+    src.write_text(BACKFILL_CSV, encoding="utf-8")
+    down = SimpleNamespace(url=f"http://127.0.0.1:{free_port()}", database="nowhere")
+    assert run(["backfill", str(src)], down, tmp_path) == 1
+    assert "unreachable" in capsys.readouterr().err
 
 
 # ---- progress -----------------------------------------------------------------------------------
