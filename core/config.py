@@ -93,6 +93,11 @@ SETTINGS: tuple[Setting, ...] = (
     _detect("alert_autoresolve_s", int, 1800,
             "An alert whose condition has been clear this long is resolved automatically."),
     _detect("detect_state_interval_s", int, 60, "How often the model checkpoints its state."),
+    _detect("detect_session_expiry_s", int, 24 * 3600,
+            "MQTT v5 session expiry of the model service: how long the broker queues accepted "
+            "readings for it while it is down."),
+    _detect("detect_tick_s", float, 5.0,
+            "How often (wall-clock seconds) the model checks for silent nodes and quiet alerts."),
     # -- web -------------------------------------------------------------------------------
     _web("web_host", str, "127.0.0.1", "Address the panel listens on."),
     _web("web_port", int, 8080, "Port the panel listens on."),

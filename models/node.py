@@ -1,0 +1,603 @@
+"""The per-node streaming model: every single-node detector, river-style.
+
+``score_many`` / ``score_one`` never change the model; ``learn_many`` / ``learn_one`` return
+nothing; ``process`` does both in one pass (what the live service and replay call). The state
+is a plain JSON-able dict, so a restart resumes exactly where the model stopped.
+
+Learning happens when a time bucket (an hour of the node's own clock) closes: its readings that
+no detector flagged update the node's recent level, its diurnal profile (24 hourly bins), its
+typical noise and sampling interval. Scoring inside a bucket uses what was learned before it,
+so the answer does not depend on how the readings were chunked on arrival.
+
+Findings come out as :class:`Span` objects: one run of consecutive flagged readings of one kind,
+with the time the condition began (``onset``), the first and last flagged reading, and evidence.
+
+>>> import numpy as np
+>>> m = NodeModel("n1")
+>>> t = 1.7e9 + 60.0 * np.arange(5)
+>>> spans = m.process(t, {"do_mg_l": np.array([6.0, 6.1, 6.0, 50.0, 6.1])})
+>>> [s.kind for s in spans]
+['sensor_out_of_range']
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field as dc_field
+from typing import Any, Mapping
+
+import numpy as np
+
+from rivermon.models import fields as F
+from rivermon.models.kernels import hysteresis, median3, run_lengths, run_start
+
+NAN = float("nan")
+PROFILE_BINS = 24
+
+
+@dataclass
+class Params:
+    """Detector settings (the defaults are what `rivermon eval` reports)."""
+
+    bucket_s: float = 3600.0
+    tz_offset_s: float = 8 * 3600.0
+    # departure from the node's own recent level and diurnal profile
+    z_on: float = 4.0
+    z_off: float = 2.0
+    departure_min_s: float = 150.0
+    history_buckets: int = 6
+    warm_buckets: int = 3
+    learn_rate: float = 0.08
+    profile_min_n: int = 2
+    # sensor faults
+    spike_k: float = 10.0
+    stuck_min_s: float = 1800.0
+    stuck_min_n: int = 8
+    gap_factor: float = 5.0
+    gap_min_s: float = 900.0
+    offline_factor: float = 10.0
+    offline_min_s: float = 1800.0
+    low_battery_v: float = 3.5
+    low_battery_frac: float = 0.85
+    aerator_min_power_frac: float = 0.1
+    aerator_fault_s: float = 120.0
+    # standards (GB 3838 DO classes, black-odorous DO bands)
+    do_low_mg_l: float = 3.0
+    do_black_mg_l: float = 2.0
+    do_black_severe_mg_l: float = 0.2
+    standards_duration_s: float = 1800.0
+    standards_hysteresis_mg_l: float = 0.3
+    # fields never scored (e.g. operational ones in a data set)
+    ignore_fields: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Span:
+    """A run of consecutive flagged readings of one kind at one node."""
+
+    kind: str
+    node: str
+    onset: float
+    first: float
+    last: float
+    severity: str = "warning"
+    field: str = ""
+    evidence: dict[str, Any] = dc_field(default_factory=dict)
+
+
+def _new_field_state() -> dict[str, Any]:
+    return {
+        "prev": [], "prev_t": [], "m3": [], "hist": [],
+        "prof_m": [0.0] * PROFILE_BINS, "prof_s": [0.0] * PROFILE_BINS, "prof_n": [0] * PROFILE_BINS,
+        "scale": None, "scale_n": 0, "noise": None, "peq": None, "res": None,
+        "stuck": [None, 0], "dep": {}, "bx": [], "bt": [], "cur": None,
+    }
+
+
+def new_state(node: str) -> dict[str, Any]:
+    return {"node": node, "last_t": None, "dt": None, "bucket": None, "n_buckets": 0,
+            "late": 0, "bdt": [], "fields": {}, "std": {}, "batt": {"vmax": None},
+            "aer": {}, "confirm": {}}
+
+
+class NodeModel:
+    """All single-node detectors for one node; see the module docstring."""
+
+    def __init__(self, node: str, segment: str = "", kind: str = "sensor",
+                 rated_w: float | None = None, params: Params | None = None,
+                 state: dict[str, Any] | None = None):
+        self.node, self.segment, self.kind, self.rated_w = node, segment, kind, rated_w
+        self.params = params or Params()
+        self.state = state if state is not None else new_state(node)
+
+    # -- the river-style interface ---------------------------------------------------------
+    def score_many(self, t: np.ndarray, cols: Mapping[str, np.ndarray]) -> list[Span]:
+        """Findings for these readings, without changing the model."""
+        return _run(self, copy.deepcopy(self.state), t, cols)[0]
+
+    def learn_many(self, t: np.ndarray, cols: Mapping[str, np.ndarray]) -> None:
+        """Update the model with these readings."""
+        self.state = _run(self, copy.deepcopy(self.state), t, cols)[1]
+
+    def process(self, t: np.ndarray, cols: Mapping[str, np.ndarray]) -> list[Span]:
+        """Score, then learn, in one pass; returns the findings."""
+        spans, self.state = _run(self, self.state, t, cols)
+        return spans
+
+    def score_one(self, ts: float, x: Mapping[str, float]) -> list[Span]:
+        return self.score_many(*_one(ts, x))
+
+    def learn_one(self, ts: float, x: Mapping[str, float]) -> None:
+        self.learn_many(*_one(ts, x))
+
+    def silence(self, now: float) -> Span | None:
+        """Deadman: a node_offline finding when the node has been silent too long (pure)."""
+        last = self.state["last_t"]
+        if last is None:
+            return None
+        limit = _offline_after(self.params, self.state["dt"])
+        if now - last <= limit:
+            return None
+        return Span("node_offline", self.node, last, now, now, "warning", "",
+                    {"silent_s": round(now - last), "limit_s": round(limit), "source": "silence"})
+
+    def to_state(self) -> dict[str, Any]:
+        return self.state
+
+    @property
+    def last_t(self) -> float | None:
+        return self.state["last_t"]
+
+
+def _one(ts: float, x: Mapping[str, float]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    return np.array([float(ts)]), {k: np.array([float(v)]) for k, v in x.items()}
+
+
+def _offline_after(p: Params, dt: float | None) -> float:
+    return max(p.offline_factor * (dt or 60.0), p.offline_min_s)
+
+
+def _gap_after(p: Params, dt: float | None) -> float:
+    return max(p.gap_factor * (dt or 60.0), p.gap_min_s)
+
+
+# ---- the pass over a chunk -------------------------------------------------------------------
+
+def _run(m: NodeModel, st: dict[str, Any], t: np.ndarray,
+         cols: Mapping[str, np.ndarray]) -> tuple[list[Span], dict[str, Any]]:
+    t = np.asarray(t, dtype=float)
+    if t.size == 0:
+        return [], st
+    if t.size > 1 and not (np.diff(t) > 0).all():
+        order = np.argsort(t, kind="stable")
+        t = t[order]
+        cols = {k: np.asarray(v, dtype=float)[order] for k, v in cols.items()}
+        keep = np.ones(t.size, bool)
+        keep[1:] = t[1:] > t[:-1]  # the same timestamp twice is one reading
+    else:
+        keep = np.ones(t.size, bool)
+    cols = {k: np.asarray(v, dtype=float) for k, v in cols.items() if k not in m.params.ignore_fields}
+    if st["last_t"] is not None:
+        keep &= t > st["last_t"]  # late readings were already judged in order; skip them
+    if not keep.all():
+        st["late"] += int(t.size - keep.sum())
+        t = t[keep]
+        cols = {k: v[keep] for k, v in cols.items()}
+    if t.size == 0:
+        return [], st
+    p = m.params
+    bid = np.floor((t + p.tz_offset_s) / p.bucket_s).astype(np.int64)
+    cuts = [0, *(np.flatnonzero(np.diff(bid)) + 1).tolist(), t.size]
+    segs = [(int(bid[i0]), i0, i1) for i0, i1 in zip(cuts[:-1], cuts[1:])]
+    spans = _timing(m, st, t, segs)
+    do_track = None
+    for f, x in cols.items():
+        valid = ~np.isnan(x)
+        if not valid.any():
+            continue
+        allv = bool(valid.all())
+        tt, xx = (t, x) if allv else (t[valid], x[valid])
+        if f == "battery_v":
+            spans += _battery(m, st, tt, xx)
+        elif f == "aerator_on" and "power_w" in cols:
+            spans += _aerator(m, st, tt, xx, cols["power_w"] if allv else cols["power_w"][valid])
+        if f in ("orp_mv", "nh3n_mg_l", "transparency_cm"):
+            st["confirm"][f] = [float(tt[-1]), float(xx[-1])]
+        if not F.is_water_field(f):
+            continue
+        fs = st["fields"].setdefault(f, _new_field_state())
+        fsegs = segs if allv else _segments(tt, p)
+        found, y_t, y = _field(m, fs, f, tt, xx, fsegs)
+        spans += found
+        if f == "do_mg_l":
+            do_track = (y_t, y)
+    if do_track is not None and do_track[0].size:
+        spans += _standards(m, st, *do_track)
+    return spans, st
+
+
+def _segments(t: np.ndarray, p: Params) -> list[tuple[int, int, int]]:
+    bid = np.floor((t + p.tz_offset_s) / p.bucket_s).astype(np.int64)
+    cuts = [0, *(np.flatnonzero(np.diff(bid)) + 1).tolist(), t.size]
+    return [(int(bid[i0]), i0, i1) for i0, i1 in zip(cuts[:-1], cuts[1:])]
+
+
+def _spans(m: NodeModel, kind: str, flag: np.ndarray, t: np.ndarray, onset: np.ndarray | None,
+           severity: str, fld: str, evidence) -> list[Span]:
+    out = []
+    for i0, i1 in run_lengths(flag):
+        on = float(onset[i0]) if onset is not None and not math.isnan(onset[i0]) else float(t[i0])
+        ev = evidence(i0, i1) if callable(evidence) else dict(evidence)
+        sev = ev.pop("_severity", severity)
+        out.append(Span(kind, m.node, min(on, float(t[i0])), float(t[i0]), float(t[i1 - 1]), sev, fld, ev))
+    return out
+
+
+def _timing(m: NodeModel, st: dict[str, Any], t: np.ndarray,
+            segs: list[tuple[int, int, int]]) -> list[Span]:
+    """Gaps and node_offline from the time between readings; learns the sampling interval."""
+    p = m.params
+    prev_t = st["last_t"] if st["last_t"] is not None else t[0]
+    before = np.concatenate([[prev_t], t[:-1]])
+    dt = t - before
+    off_lim = np.empty(t.size)
+    gap_lim = np.empty(t.size)
+    for b, i0, i1 in segs:
+        if st["bucket"] is not None and b != st["bucket"] and st["bdt"]:
+            med = _med(np.asarray(st["bdt"], float))
+            st["dt"] = med if st["dt"] is None else st["dt"] + 0.2 * (med - st["dt"])
+            st["bdt"] = []
+        if st["bucket"] != b:
+            st["n_buckets"] += 1
+        st["bucket"] = b
+        off_lim[i0:i1] = _offline_after(p, st["dt"])
+        g = _gap_after(p, st["dt"])
+        gap_lim[i0:i1] = g
+        d = dt[i0:i1]
+        st["bdt"].extend(d[(d > 0) & (d <= g)].tolist())
+    st["bdt"] = st["bdt"][-2000:]
+    st["last_t"] = float(t[-1])
+    off = dt > off_lim
+    gap = (dt > gap_lim) & ~off
+    spans: list[Span] = []
+    if off.any():
+        spans += _spans(m, "node_offline", off, t, before, "warning", "",
+                        lambda i0, i1: {"silent_s": round(float(dt[i0])), "limit_s": round(float(off_lim[i0])),
+                                        "source": "gap"})
+    if gap.any():
+        spans += _spans(m, "sensor_gap", gap, t, before, "info", "",
+                        lambda i0, i1: {"gap_s": round(float(dt[i0])), "limit_s": round(float(gap_lim[i0]))})
+    return spans
+
+
+# ---- one field: range, spike, stuck, departure ------------------------------------------------
+
+def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndarray,
+           segs: list[tuple[int, int, int]]) -> tuple[list[Span], np.ndarray, np.ndarray]:
+    p, pr = m.params, F.prior(f)
+    spans: list[Span] = []
+    bad = (xx < pr.lo) | (xx > pr.hi)
+    if bad.any():
+        spans += _spans(m, "sensor_out_of_range", bad, tt, None, "warning", f,
+                        lambda i0, i1: {"field": f, "value": float(xx[i0]), "lo": pr.lo, "hi": pr.hi})
+        tt, xx = tt[~bad], xx[~bad]
+        segs = _segments(tt, p)
+    n = tt.size
+    if n == 0:
+        return spans, tt, xx
+    yv = np.log1p(np.maximum(xx, 0.0)) if pr.log else xx
+    y = median3(yv, fs["m3"])
+    fs["m3"] = (list(fs["m3"]) + yv[-2:].tolist())[-2:]
+    # what was learned before each bucket, spread over its readings
+    ref = np.full(n, np.nan)
+    tref = np.full(n, np.nan)
+    scale = np.full(n, np.nan)
+    noise = np.full(n, np.nan)
+    need = np.empty(n)
+    for b, i0, i1 in segs:
+        if fs["cur"] is not None and b != fs["cur"]:
+            _close_field_bucket(m, fs, f, pr)
+        fs["cur"] = b
+        r, tr = _reference(m, fs, b)
+        if r is not None:
+            ref[i0:i1], tref[i0:i1] = r, tr
+        s = _scale(m, fs, pr)
+        if s:
+            scale[i0:i1] = s
+        nz = fs["noise"] if fs["noise"] is not None else pr.noise
+        if nz is not None:
+            noise[i0:i1] = nz
+        need[i0:i1] = _stuck_need(p, fs["peq"])
+        fs["bx"].extend(xx[i0:i1].tolist())
+        fs["bt"].extend(tt[i0:i1].tolist())
+    P = len(fs["prev"])
+    ext = np.concatenate([np.asarray(fs["prev"], float), xx])
+    ext_t = np.concatenate([np.asarray(fs["prev_t"], float), tt])
+    fs["prev"], fs["prev_t"] = ext[-2:].tolist(), ext_t[-2:].tolist()
+
+    # spike: one sample far from both neighbours, which agree with each other
+    if ext.size >= 3:
+        a = ext[1:-1] - ext[:-2]
+        b_ = ext[1:-1] - ext[2:]
+        mag = np.minimum(np.abs(a), np.abs(b_))
+        k0 = max(0, 2 - P)
+        thr = np.maximum(p.spike_k * np.nan_to_num(noise, nan=np.inf), max(pr.spike_min, 1e-12))
+        det = np.zeros(n, bool)
+        sl = slice(k0 + P - 2, None)
+        det[k0:] = (a[sl] * b_[sl] > 0) & (mag[sl] > thr[k0:]) & (np.abs(ext[2:] - ext[:-2])[sl] < 0.5 * mag[sl])
+        if det.any():
+            j = np.arange(n) + P - 1
+            spans += _spans(m, "sensor_spike", det, tt, ext_t[np.maximum(j, 0)], "info", f,
+                            lambda i0, i1: {"field": f, "value": float(ext[i0 + P - 1]),
+                                            "neighbours": [float(ext[i0 + P - 2]), float(ext[i0 + P])],
+                                            "threshold": round(float(thr[i0]), 4)})
+
+    # stuck: flat at the probe's resolution for longer than the field ever is
+    if ext.size >= 2:
+        d = np.diff(ext)[P - 1:] if P else np.concatenate([[np.nan], np.diff(ext)])
+        eq = np.abs(d) <= 1e-9 * np.maximum(1.0, np.abs(xx))
+        starts, carry = run_start(eq, tt, fs["stuck"][0])
+        idx = np.arange(n)
+        brk = np.maximum.accumulate(np.where(~eq, idx, -1))
+        cnt = np.where(brk < 0, fs["stuck"][1] + idx + 1, idx - brk)
+        fs["stuck"] = [carry, int(cnt[-1]) if eq[-1] else 0]
+        stuck = eq & (cnt >= need) & (tt - starts >= p.stuck_min_s)
+        if stuck.any():
+            spans += _spans(m, "sensor_stuck", stuck, tt, starts, "warning", f,
+                            lambda i0, i1: {"field": f, "value": float(xx[i0]),
+                                            "flat_s": round(float(tt[i1 - 1] - starts[i0])),
+                                            "samples": int(cnt[i1 - 1])})
+
+    # departure from the recent level, corrected by the learned diurnal profile
+    dev = y - ref - _profile_delta(m, fs, tt, tref)
+    z = dev / scale
+    for sgn in (-1, 1):
+        kind = _departure_kind(f, pr.water, sgn)
+        if not kind:
+            continue
+        zz = np.nan_to_num(sgn * z, nan=0.0)
+        key = "lo" if sgn < 0 else "hi"
+        car = fs["dep"].setdefault(key, {"on": None, "off": None, "al": False})
+        on_c, off_c = zz > p.z_on, zz > p.z_off
+        rs_on, car["on"] = run_start(on_c, tt, car["on"])
+        enter = on_c & (tt - rs_on >= p.departure_min_s)
+        alarm, car["al"] = hysteresis(enter, ~off_c, car["al"])
+        rs_off, car["off"] = run_start(off_c | alarm, tt, car["off"])
+        if alarm.any():
+            spans += _spans(m, kind, alarm, tt, rs_off, "warning", f,
+                            _departure_evidence(f, pr, sgn, z, xx, ref))
+    return spans, tt, y
+
+
+def _stuck_need(p: Params, peq: float | None) -> float:
+    """How many equal readings in a row are suspicious for a field that changes this often."""
+    peq = 0.1 if peq is None else peq
+    if peq > 0.6:
+        return float("inf")  # this field is normally flat (a slow or coarse probe)
+    if peq <= 0:
+        return float(p.stuck_min_n)
+    return float(max(p.stuck_min_n, math.ceil(math.log(1e-4) / math.log(peq))))
+
+
+def _departure_kind(f: str, water: str, sgn: int) -> str | None:
+    if f == "do_mg_l":
+        return "do_drop" if sgn < 0 else None
+    if f == "turbidity_ntu":
+        return "turb_rise" if sgn > 0 else None
+    if water == "none" or (water == "down" and sgn > 0) or (water == "up" and sgn < 0):
+        return None
+    return "baseline_departure"
+
+
+def _departure_evidence(f: str, pr: F.FieldPrior, sgn: int, z: np.ndarray, xx: np.ndarray,
+                        ref: np.ndarray):
+    def ev(i0: int, i1: int) -> dict[str, Any]:
+        seg = xx[i0:i1]
+        extreme = float(seg.min() if sgn < 0 else seg.max())
+        zs = z[i0:i1]
+        peak = float(np.nanmin(zs) if sgn < 0 else np.nanmax(zs)) if np.isfinite(zs).any() else 0.0
+        r = float(ref[i0])
+        base = None if math.isnan(r) else (math.expm1(r) if pr.log else r)
+        return {"field": f, "direction": "down" if sgn < 0 else "up", "value": extreme,
+                "baseline": None if base is None else round(base, 4), "z": round(peak, 2)}
+    return ev
+
+
+def _reference(m: NodeModel, fs: dict[str, Any], bucket: int) -> tuple[float | None, float | None]:
+    """The most recent learned hourly level within the last few buckets, and its mid-time."""
+    p = m.params
+    if not fs["hist"]:
+        return None, None
+    hb, level = fs["hist"][-1]
+    if bucket - hb > p.history_buckets:
+        return None, None
+    return level, (hb + 0.5) * p.bucket_s - p.tz_offset_s
+
+
+def _profile_at(m: NodeModel, fs: dict[str, Any], t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p = m.params
+    hf = ((t + p.tz_offset_s) % 86400.0) / 3600.0 - 0.5
+    fl = np.floor(hf)
+    i0 = fl.astype(int) % PROFILE_BINS
+    i1 = (i0 + 1) % PROFILE_BINS
+    w = hf - fl
+    pm = np.asarray(fs["prof_m"], float)
+    pn = np.asarray(fs["prof_n"], int)
+    ready = (pn[i0] >= p.profile_min_n) & (pn[i1] >= p.profile_min_n)
+    return pm[i0] * (1 - w) + pm[i1] * w, ready
+
+
+def _profile_delta(m: NodeModel, fs: dict[str, Any], t: np.ndarray, tref: np.ndarray) -> np.ndarray:
+    if min(fs["prof_n"]) < m.params.profile_min_n and max(fs["prof_n"]) < m.params.profile_min_n:
+        return np.zeros(t.size)
+    at, ok = _profile_at(m, fs, t)
+    base, ok0 = _profile_at(m, fs, np.nan_to_num(tref))
+    return np.where(ok & ok0 & ~np.isnan(tref), at - base, 0.0)
+
+
+def _scale(m: NodeModel, fs: dict[str, Any], pr: F.FieldPrior) -> float | None:
+    floor = 0.5 * pr.scale if pr.scale else 0.0
+    if fs["res"] and not pr.log:
+        floor = max(floor, 2.0 * fs["res"])
+    if fs["scale_n"] >= m.params.warm_buckets and fs["scale"] is not None:
+        return max(fs["scale"], floor, 1e-9)
+    if pr.scale:
+        return 1.5 * pr.scale
+    return None
+
+
+# ---- standards: GB 3838 DO classes and the black-odorous DO bands -------------------------------
+
+def _standards(m: NodeModel, st: dict[str, Any], tt: np.ndarray, y: np.ndarray) -> list[Span]:
+    p = m.params
+    spans: list[Span] = []
+    alarms: dict[str, np.ndarray] = {}
+    for kind, thr in (("black_odorous", p.do_black_mg_l), ("low_do", p.do_low_mg_l)):
+        car = st["std"].setdefault(kind, {"rs": None, "al": False, "onset": None})
+        below = y < thr
+        rs, car["rs"] = run_start(below, tt, car["rs"])
+        enter = below & (tt - rs >= p.standards_duration_s)
+        alarm, car["al"] = hysteresis(enter, y > thr + p.standards_hysteresis_mg_l, car["al"])
+        onset = np.where(enter, rs, np.nan)
+        # carry the onset of an alarm that continues from the previous chunk
+        first = car["onset"] if car["onset"] is not None else np.nan
+        li = np.maximum.accumulate(np.where(~np.isnan(onset) | ~alarm, np.arange(tt.size), -1))
+        onset_ff = np.where(li >= 0, onset[np.maximum(li, 0)], first)
+        car["onset"] = float(onset_ff[-1]) if alarm[-1] and not np.isnan(onset_ff[-1]) else None
+        alarms[kind] = (alarm, onset_ff, thr)
+    confirm = _confirmations(m, st, float(tt[-1]))
+    bo, bo_on, bo_thr = alarms["black_odorous"]
+    low, low_on, low_thr = alarms["low_do"]
+    if bo.any():
+        def ev_bo(i0: int, i1: int) -> dict[str, Any]:
+            lo = float(y[i0:i1].min())
+            severe = lo < p.do_black_severe_mg_l
+            return {"field": "do_mg_l", "value": round(lo, 3), "threshold": bo_thr,
+                    "severe_threshold": p.do_black_severe_mg_l, "band": "severe" if severe else "light",
+                    "duration_s": round(float(tt[i1 - 1] - bo_on[i0])), "confirmed_by": confirm,
+                    "_severity": "critical" if (severe or confirm) else "warning"}
+        spans += _spans(m, "black_odorous", bo, tt, bo_on, "warning", "do_mg_l", ev_bo)
+    if low.any():
+        spans += _spans(m, "low_do", low, tt, low_on, "warning", "do_mg_l",
+                        lambda i0, i1: {"field": "do_mg_l", "value": round(float(y[i0:i1].min()), 3),
+                                        "threshold": low_thr, "class": "IV",
+                                        "duration_s": round(float(tt[i1 - 1] - low_on[i0]))})
+    return spans
+
+
+def _confirmations(m: NodeModel, st: dict[str, Any], now: float) -> list[str]:
+    """Which black-odorous indicators besides DO are in their band (read within the hour)."""
+    out = []
+    for f, test in (("orp_mv", lambda v: v < 50.0), ("nh3n_mg_l", lambda v: v > 8.0),
+                    ("transparency_cm", lambda v: v < 25.0)):
+        seen = st["confirm"].get(f)
+        if seen and now - seen[0] <= 3600 and test(seen[1]):
+            out.append(f)
+    return out
+
+
+# ---- battery and aerator -------------------------------------------------------------------------
+
+def _battery(m: NodeModel, st: dict[str, Any], tt: np.ndarray, xx: np.ndarray) -> list[Span]:
+    p = m.params
+    b = st["batt"]
+    vmax = max(b["vmax"] or 0.0, float(xx.max()))
+    b["vmax"] = vmax
+    thr = p.low_battery_v if vmax < 6.0 else p.low_battery_frac * vmax
+    below = xx < thr
+    rs, b["rs"] = run_start(below, tt, b.get("rs"))
+    alarm, b["al"] = hysteresis(below & (tt - rs >= 600.0), xx > thr + 0.1 * (thr / 3.5),
+                                b.get("al", False))
+    return _spans(m, "low_battery", alarm, tt, rs, "info", "battery_v",
+                  lambda i0, i1: {"field": "battery_v", "value": float(xx[i0:i1].min()),
+                                  "threshold": round(thr, 2)})
+
+
+def _aerator(m: NodeModel, st: dict[str, Any], tt: np.ndarray, on: np.ndarray,
+             pw: np.ndarray) -> list[Span]:
+    p = m.params
+    a = st["aer"]
+    running = (on > 0.5) & ~np.isnan(pw)
+    if running.any():
+        a["pmax"] = max(a.get("pmax") or 0.0, float(np.nanmax(np.where(running, pw, 0.0))))
+    rated = m.rated_w or a.get("pmax") or 0.0
+    if rated <= 0:
+        return []
+    nopower = running & (pw < p.aerator_min_power_frac * rated)
+    rs, a["rs"] = run_start(nopower, tt, a.get("rs"))
+    alarm, a["al"] = hysteresis(nopower & (tt - rs >= p.aerator_fault_s), ~nopower, a.get("al", False))
+    return _spans(m, "aerator_fault", alarm, tt, rs, "warning", "power_w",
+                  lambda i0, i1: {"mode": "on_without_power", "power_w": float(pw[i0:i1].max()),
+                                  "rated_w": rated})
+
+
+# ---- learning at the close of a bucket -------------------------------------------------------
+
+def _med(a: np.ndarray) -> float:
+    """Median without np.median's per-call overhead (buckets are small)."""
+    s = np.sort(a)
+    k = s.size // 2
+    return float(s[k]) if s.size % 2 else 0.5 * float(s[k - 1] + s[k])
+
+
+def _profile_scalar(m: NodeModel, fs: dict[str, Any], t: float) -> float | None:
+    p = m.params
+    hf = ((t + p.tz_offset_s) % 86400.0) / 3600.0 - 0.5
+    fl = math.floor(hf)
+    i0, w = int(fl) % PROFILE_BINS, hf - fl
+    i1 = (i0 + 1) % PROFILE_BINS
+    if fs["prof_n"][i0] < p.profile_min_n or fs["prof_n"][i1] < p.profile_min_n:
+        return None
+    return fs["prof_m"][i0] * (1 - w) + fs["prof_m"][i1] * w
+
+
+def _close_field_bucket(m: NodeModel, fs: dict[str, Any], f: str, pr: F.FieldPrior) -> None:
+    """Learn from the bucket that just closed, unless the bucket itself was anomalous."""
+    p = m.params
+    b, lr = fs["cur"], p.learn_rate
+    bx = np.asarray(fs["bx"], float)
+    fs["bx"], fs["bt"] = [], []
+    if bx.size < 3:
+        return
+    yv = np.log1p(np.maximum(bx, 0.0)) if pr.log else bx
+    level = _med(yv)
+    d = np.abs(np.diff(bx))
+    peq = float(np.count_nonzero(d == 0)) / d.size
+    if fs["peq"] is not None and fs["peq"] < 0.3 and peq > 0.6:
+        return  # a flat bucket in a field that normally moves: a stuck probe, not a lesson
+    ref, tref = _reference(m, fs, b)
+    spread = 1.4826 * _med(np.abs(yv - level))
+    scale = _scale(m, fs, pr)
+    if ref is not None:
+        mid = (b + 0.5) * p.bucket_s - p.tz_offset_s
+        pa, pb = _profile_scalar(m, fs, mid), _profile_scalar(m, fs, tref)
+        dev_b = level - ref - ((pa - pb) if pa is not None and pb is not None else 0.0)
+        if scale and abs(dev_b) > p.z_on * scale and fs["scale_n"] >= p.warm_buckets:
+            return  # the bucket departs from normal: do not learn the anomaly as normal
+        s = math.sqrt(dev_b * dev_b + spread * spread)
+        fs["scale"] = s if fs["scale"] is None else fs["scale"] + lr * (s - fs["scale"])
+        fs["scale_n"] += 1
+    fs["hist"] = (fs["hist"] + [[b, level]])[-p.history_buckets:]
+    h = int(((b * p.bucket_s) % 86400) // 3600) % PROFILE_BINS
+    n = fs["prof_n"][h]
+    if n == 0:
+        fs["prof_m"][h] = level
+    else:
+        step = max(1.0 / (n + 1), lr * 2)
+        dl = level - fs["prof_m"][h]
+        lim = 3.0 * fs["prof_s"][h] if n >= 3 and fs["prof_s"][h] > 0 else abs(dl)
+        fs["prof_m"][h] += step * max(-lim, min(lim, dl))
+        fs["prof_s"][h] += step * (abs(dl) - fs["prof_s"][h])
+    fs["prof_n"][h] = n + 1
+    if d.size:
+        noise = _med(d)
+        fs["noise"] = noise if fs["noise"] is None else fs["noise"] + lr * (noise - fs["noise"])
+        fs["peq"] = peq if fs["peq"] is None else fs["peq"] + lr * (peq - fs["peq"])
+        nz = d[d > 0]
+        if nz.size:
+            r = float(nz.min())
+            fs["res"] = r if fs["res"] is None else min(fs["res"], r)

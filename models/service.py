@@ -1,0 +1,293 @@
+"""``rivermon detect``: the live model service.
+
+Subscribes (QoS 1, persistent session) to ``{prefix}/_accepted/+`` (what the ingestor made
+durable) and ``{prefix}/+/+/status`` (retained status and last wills), feeds the same
+:class:`~rivermon.models.engine.Engine` replay uses, and turns episodes into alerts: kept in
+the :class:`~rivermon.core.alerts.AlertStore` at ``{var}/alerts.sqlite``, published on
+``{prefix}/{creek}/alerts`` and written to InfluxDB ``alerts`` when an alert opens, changes
+severity or is resolved. Detector state is checkpointed to ``{var}/model-state.json`` every
+``detect_state_interval_s`` and on SIGTERM, and resumed from there.
+
+The creek clock: data time (the newest reading's ``ts``) advanced by wall time since it
+arrived, so the deadman works both in real time and when a simulator publishes a week in a
+minute.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rivermon.core.alerts import AlertStore, alert_line, publish_alert
+from rivermon.core.config import Config
+from rivermon.core.influx import InfluxClient, InfluxError
+from rivermon.core.mqtt import connect_properties, make_client, parse_broker_url, protocol_of
+from rivermon.core.reading import parse_status, parse_topic, TopicError
+from rivermon.core.topology import Topology, load_topology
+from rivermon.models.engine import Engine, Event
+
+log = logging.getLogger("rivermon.detect")
+
+STATE_FILE = "model-state.json"
+ALERTS_DB = "alerts.sqlite"
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    """Write the checkpoint atomically (a crash leaves the old one or the new one)."""
+    tmp = path.with_suffix(".json.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(state, f, separators=(",", ":"), allow_nan=False, default=_nan_safe)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _nan_safe(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def readings_by_node(items: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Group an ``_accepted`` array into per-node time and field arrays (booleans as 0/1)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in items:
+        if isinstance(r, dict) and isinstance(r.get("node"), str) and isinstance(r.get("ts"), (int, float)):
+            groups.setdefault(r["node"], []).append(r)
+    out = {}
+    for node, rs in groups.items():
+        t = np.array([float(r["ts"]) for r in rs])
+        names = {k for r in rs for k, v in r.items()
+                 if k not in ("node", "segment", "kind", "ts", "seq", "creek")
+                 and isinstance(v, (int, float, bool))}
+        cols = {k: np.array([float(r[k]) if isinstance(r.get(k), (int, float, bool)) else np.nan
+                             for r in rs]) for k in names}
+        out[node] = (t, cols)
+    return out
+
+
+class DetectService:
+    """The running model: MQTT in, alerts out, state checkpointed."""
+
+    def __init__(self, cfg: Config, topology: Topology | None = None):
+        self.cfg = cfg
+        self.topology = topology or load_topology(cfg.topology or None)
+        self.var = Path(cfg.var)
+        self.var.mkdir(parents=True, exist_ok=True)
+        self.state_path = self.var / STATE_FILE
+        self.engine = Engine(self.topology, autoresolve_s=float(cfg.alert_autoresolve_s))
+        self.resumed = self._resume()
+        self.store = AlertStore(self.var / ALERTS_DB, tz=cfg.timezone)
+        self.influx = InfluxClient(cfg.influx, cfg.influx_db)
+        self.pending_lines: list[str] = []
+        self.inbox: queue.Queue = queue.Queue()
+        self.stop = threading.Event()
+        self.client = None
+        self.data_now: float | None = self.engine.now if self.engine.now != float("-inf") else None
+        self.wall_at_data = time.time()
+        self.stats = {"readings": 0, "messages": 0, "bad_messages": 0, "alerts_opened": 0,
+                      "alerts_resolved": 0}
+
+    # -- state -----------------------------------------------------------------------------
+    def _resume(self) -> bool:
+        if not self.state_path.exists():
+            return False
+        try:
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+            self.engine.load_state(state)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("model state %s unreadable, starting fresh: %s", self.state_path, exc)
+            return False
+        log.info("resumed model state", extra={"nodes": len(self.engine.nodes)})
+        return True
+
+    def checkpoint(self) -> None:
+        save_state(self.state_path, self.engine.to_state())
+
+    # -- clock -----------------------------------------------------------------------------
+    def creek_now(self) -> float:
+        wall = time.time()
+        if self.data_now is None:
+            return wall
+        return self.data_now + (wall - self.wall_at_data)
+
+    def _saw_data(self, ts: float) -> None:
+        if self.data_now is None or ts > self.data_now:
+            self.data_now, self.wall_at_data = ts, time.time()
+
+    # -- MQTT --------------------------------------------------------------------------------
+    def connect(self) -> None:
+        cfg = self.cfg
+        v5 = protocol_of(cfg.mqtt_protocol) == 5
+        c = make_client(cfg.broker, cfg.detect_client_id, cfg.mqtt_protocol, clean=False)
+        c.on_connect = self._on_connect
+        c.on_message = lambda cl, ud, msg: self.inbox.put((msg.topic, bytes(msg.payload)))
+        c.reconnect_delay_set(1, 30)
+        b = parse_broker_url(cfg.broker)
+        if v5:
+            c.connect(b.host, b.port, keepalive=30, clean_start=False,
+                      properties=connect_properties(int(cfg.detect_session_expiry_s)))
+        else:
+            c.connect(b.host, b.port, keepalive=30)
+        c.loop_start()
+        self.client = c
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        if getattr(reason_code, "is_failure", False):
+            log.error("broker refused the connection: %s", reason_code)
+            return
+        p = self.cfg.topic_prefix
+        # re-subscribe on every (re)connect: a broker that lost the session forgets them
+        client.subscribe([(f"{p}/_accepted/+", 1), (f"{p}/+/+/status", 1)])
+        log.info("connected and subscribed", extra={"prefix": p})
+
+    # -- handling ----------------------------------------------------------------------------
+    def handle(self, topic: str, payload: bytes) -> list[Event]:
+        """One MQTT message -> engine -> episode events (also used by tests directly)."""
+        p = self.cfg.topic_prefix
+        self.stats["messages"] += 1
+        if topic.startswith(p + "/_accepted/"):
+            creek = topic[len(p) + len("/_accepted/"):]
+            try:
+                items = json.loads(payload)
+            except ValueError as exc:
+                self.stats["bad_messages"] += 1
+                log.warning("accepted-readings message is not JSON: %s", exc, extra={"topic": topic})
+                return []
+            if isinstance(items, dict):
+                items = [items]
+            if not isinstance(items, list):
+                self.stats["bad_messages"] += 1
+                return []
+            events: list[Event] = []
+            for node, (t, cols) in readings_by_node(items).items():
+                self.stats["readings"] += int(t.size)
+                events += self.engine.feed(creek, node, t, cols)
+                if t.size:
+                    self._saw_data(float(t.max()))
+            return events
+        try:
+            tp = parse_topic(topic, p)
+        except TopicError:
+            return []
+        if tp.channel != "status" or not payload:
+            return []
+        status, bad = parse_status(tp, payload)
+        if bad or status is None:
+            log.warning("status message refused: %s", bad.detail if bad else "?", extra={"topic": topic})
+            return []
+        return self.engine.status(tp.creek, tp.node or "", status.state, self.creek_now())
+
+    def apply(self, events: list[Event]) -> None:
+        """Turn episode events into alert lifecycle changes, emitted once each."""
+        changes: dict[int, set[str]] = {}
+        order = []
+        for ep, change in events:
+            if id(ep) not in changes:
+                changes[id(ep)] = set()
+                order.append(ep)
+            changes[id(ep)].add(change)
+        now = time.time()
+        for ep in order:
+            chs = changes[id(ep)]
+            if chs - {"resolved"}:
+                self._open_or_update(ep, now)
+            if "resolved" in chs:
+                self._resolve(ep, now)
+
+    def _open_or_update(self, ep, now: float) -> None:
+        summary = ep.evidence.get("sentence") or {"zh": ep.kind, "en": ep.kind}
+        a, what = self.store.open_or_update(ep.creek, ep.segment, ep.node or None, ep.kind,
+                                            ep.severity, ep.start, summary, ep.evidence, now=now)
+        if what in ("opened", "severity"):
+            if what == "opened":
+                self.stats["alerts_opened"] += 1
+                log.info("alert opened", extra={"id": a.id, "kind": a.kind, "segment": a.segment,
+                                                "node": a.node, "summary": summary.get("en")})
+            self._emit(a)
+
+    def _resolve(self, ep, now: float) -> None:
+        for a in self.store.list(state=("open", "acknowledged"), segment=ep.segment, kind=ep.kind,
+                                 creek=ep.creek):
+            if (a.node or "") == ep.node:
+                a = self.store.resolve(a.id, "auto", at=now, end=ep.end or ep.last)
+                self.stats["alerts_resolved"] += 1
+                self._emit(a)
+
+    def _emit(self, alert) -> None:
+        if self.client is not None:
+            publish_alert(self.client, self.cfg.topic_prefix, alert, self.cfg.timezone)
+        self.pending_lines.append(alert_line(alert, self.cfg.timezone))
+        self.flush_influx()
+
+    def flush_influx(self) -> None:
+        if not self.pending_lines:
+            return
+        try:
+            self.influx.write_lines(self.pending_lines)
+            self.pending_lines = []
+        except InfluxError as exc:
+            # kept and retried on the next change or tick; the SQLite store has them anyway
+            log.warning("alerts not written to InfluxDB yet: %s", exc)
+            self.pending_lines = self.pending_lines[-10000:]
+
+    # -- main loop -----------------------------------------------------------------------------
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, lambda *a: self.stop.set())
+        signal.signal(signal.SIGINT, lambda *a: self.stop.set())
+        try:
+            self.influx.ensure_database()
+        except InfluxError as exc:
+            log.warning("InfluxDB not ready (alerts are kept and retried): %s", exc)
+        self.connect()
+        log.info("rivermon detect running", extra={"resumed": self.resumed, "var": str(self.var)})
+        next_tick = time.monotonic() + float(self.cfg.detect_tick_s)
+        next_ckpt = time.monotonic() + float(self.cfg.detect_state_interval_s)
+        try:
+            while not self.stop.is_set():
+                try:
+                    topic, payload = self.inbox.get(timeout=0.2)
+                    self.apply(self.handle(topic, payload))
+                except queue.Empty:
+                    pass
+                except Exception:  # one bad message must not stop the service
+                    log.exception("message handling failed")
+                mono = time.monotonic()
+                if mono >= next_tick:
+                    self.apply(self.engine.tick(self.creek_now()))
+                    self.flush_influx()
+                    next_tick = mono + float(self.cfg.detect_tick_s)
+                if mono >= next_ckpt:
+                    self.checkpoint()
+                    next_ckpt = mono + float(self.cfg.detect_state_interval_s)
+        finally:
+            self.shutdown()
+        return 0
+
+    def shutdown(self) -> None:
+        # drain what already arrived so the checkpoint includes it
+        while True:
+            try:
+                topic, payload = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                self.apply(self.handle(topic, payload))
+            except Exception:
+                log.exception("message handling failed")
+        self.checkpoint()
+        log.info("model state saved", extra={"path": str(self.state_path), **self.stats})
+        if self.client is not None:
+            self.client.loop_stop()
+            self.client.disconnect()
+        self.store.close()
+        self.influx.close()

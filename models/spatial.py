@@ -1,0 +1,222 @@
+"""Creek-level reasoning: a discharge travels downstream from an outlet, rain hits everywhere.
+
+Node models report water signals (a DO drop, a turbidity rise at one node). Here they are put
+on the creek's map (``rivermon.core.topology``):
+
+- **rain**: turbidity rises at a large share of the reporting nodes within a short window, on
+  more than one channel when the creek has several (no single outlet could do that);
+- **discharge**: otherwise. The node whose signal began first is nearest the source. The
+  arrival order says which way the water moved (normally downstream; a sluice or the tide can
+  stall or reverse it), and the likely outlets are those between the last normal node and the
+  first abnormal one, on the side the water came from. Large outlets are named first.
+
+The same code runs live and in replay: both call :meth:`Spatial.observe` in time order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from rivermon.core.topology import Creek, Node, Outlet
+
+
+@dataclass
+class SpatialParams:
+    hold_s: float = 900.0          # a node's signal counts this long after it was last seen
+    rain_frac: float = 0.5         # share of reporting nodes with a turbidity rise
+    rain_min_nodes: int = 3
+    rain_window_s: float = 1800.0  # their onsets lie within this window
+    order_min_s: float = 60.0      # onsets closer than this say nothing about direction
+
+
+@dataclass
+class Finding:
+    """A creek-level conclusion to be tracked as an episode."""
+
+    kind: str
+    segment: str
+    node: str
+    onset: float
+    first: float
+    last: float
+    severity: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+class Spatial:
+    """Water signals of one creek's sensor nodes, and what they add up to."""
+
+    def __init__(self, creek: Creek, params: SpatialParams | None = None,
+                 state: dict[str, Any] | None = None):
+        self.creek = creek
+        self.p = params or SpatialParams()
+        self.sensors = {n.id: n for n in creek.nodes if n.kind == "sensor"}
+        st = state or {}
+        # node -> signal ("do"/"turb") -> [onset, first, last, evidence]
+        self.signals: dict[str, dict[str, list]] = st.get("signals", {})
+        self.rain_last: float | None = st.get("rain_last")
+        self.rain_onset: float | None = st.get("rain_onset")
+        # the discharge being followed: its first node stays its name while it lasts
+        self.cluster: dict[str, Any] | None = st.get("cluster")
+
+    def knows(self, node: str) -> bool:
+        return node in self.sensors and len(self.sensors) >= 2
+
+    def to_state(self) -> dict[str, Any]:
+        return {"signals": self.signals, "rain_last": self.rain_last, "rain_onset": self.rain_onset,
+                "cluster": self.cluster}
+
+    # -- observing --------------------------------------------------------------------------
+    def observe(self, node: str, signal: str, onset: float, first: float, last: float,
+                evidence: dict[str, Any], alive: Callable[[str, float], bool],
+                faulty: Callable[[str, float], bool]) -> list[Finding]:
+        """Record one node's signal span and return what the creek shows now."""
+        sig = self.signals.setdefault(node, {})
+        cur = sig.get(signal)
+        if cur is not None and first - cur[2] <= self.p.hold_s:
+            cur[2] = max(cur[2], last)
+            cur[3] = _merge_evidence(cur[3], evidence)
+        else:
+            sig[signal] = [onset, first, last, evidence]
+        now = first  # judge the creek as it was when this signal was seen
+        active = self._active(now, faulty)
+        if not active:
+            return []
+        until = max(v[2] for s in active.values() for v in s.values())
+        rain = self._rain(active, now, until, alive)
+        if rain is not None:
+            return [rain]
+        return [self._discharge(active, now, until, alive, faulty)]
+
+    def _active(self, now: float, faulty: Callable[[str, float], bool]) -> dict[str, dict[str, list]]:
+        out: dict[str, dict[str, list]] = {}
+        for n, sigs in self.signals.items():
+            live = {k: v for k, v in sigs.items() if now - v[2] <= self.p.hold_s and v[1] <= now}
+            if live and not faulty(n, now):
+                out[n] = live
+        return out
+
+    def _rain(self, active: dict[str, dict[str, list]], now: float, until: float,
+              alive: Callable[[str, float], bool]) -> Finding | None:
+        reporting = [n for n in self.sensors if alive(n, now)]
+        turb = {n: s["turb"] for n, s in active.items() if "turb" in s}
+        need = max(self.p.rain_min_nodes, math.ceil(self.p.rain_frac * max(len(reporting), 1)))
+        ongoing = self.rain_last is not None and now - self.rain_last <= self.p.hold_s
+        if len(turb) < need:
+            return None
+        onsets = sorted(v[0] for v in turb.values())
+        channels = {self.sensors[n].channel for n in turb}
+        sensor_channels = {n.channel for n in self.sensors.values()}
+        spread_ok = onsets[-1] - onsets[0] <= self.p.rain_window_s or ongoing
+        channels_ok = len(channels) >= 2 or len(sensor_channels) < 2
+        if not (spread_ok and channels_ok):
+            return None
+        if not ongoing:
+            self.rain_onset = onsets[0]
+        self.rain_last = until
+        return Finding("rain", "", "", self.rain_onset or onsets[0], now, until, "warning",
+                       {"nodes": sorted(turb), "reporting": len(reporting),
+                        "channels": sorted(channels),
+                        "onset_spread_s": round(onsets[-1] - onsets[0])})
+
+    def _discharge(self, active: dict[str, dict[str, list]], now: float, until: float,
+                   alive: Callable[[str, float], bool],
+                   faulty: Callable[[str, float], bool]) -> Finding:
+        onset = {n: min(v[0] for v in s.values()) for n, s in active.items()}
+        order = sorted(onset, key=lambda n: (onset[n], n))
+        known = [n for n in order if n in self.sensors]
+        first = known[0] if known else order[0]
+        cl = self.cluster
+        if cl is not None and now - cl["until"] <= self.p.hold_s and cl["first"] in onset \
+                and onset[cl["first"]] <= onset[first] + self.p.order_min_s:
+            first = cl["first"]  # the same discharge keeps the same name while it lasts
+        self.cluster = {"first": first, "until": max(until, cl["until"] if cl else until)}
+        reverse = self._reversed(known, onset)
+        normal = [n for n in self.sensors if n not in active and alive(n, now) and not faulty(n, now)]
+        outlets = self._outlets(self.sensors[first], [self.sensors[n] for n in normal], reverse) \
+            if first in self.sensors else []
+        fnode = self.sensors.get(first)
+        seg = outlets[0].segment if outlets else (fnode.segment if fnode else "")
+        between = self._bounding_normal(self.sensors[first], normal, reverse) if fnode else None
+        ev: dict[str, Any] = {
+            "first_node": first,
+            "arrival": [[n, round(onset[n], 3)] for n in order],
+            "outlets": [o.id for o in outlets],
+            "outlet_sizes": [o.size for o in outlets],
+            "outlet_banks": [o.bank for o in outlets],
+            "upstream_normal": between,
+            "flow": "reversed" if reverse else "normal",
+            "signals": {n: sorted(s) for n, s in active.items()},
+            "first_evidence": {k: v[3] for k, v in active[first].items()},
+        }
+        return Finding("discharge", seg, first, onset[first], now, until, "critical", ev)
+
+    def _reversed(self, nodes: list[str], onset: dict[str, float]) -> bool:
+        """Did the signal arrive at upstream nodes later than at downstream ones?"""
+        fwd = back = 0
+        for i, a in enumerate(nodes):
+            for b in nodes[i + 1:]:
+                if onset[b] - onset[a] < self.p.order_min_s:
+                    continue
+                pa, pb = _pos(self.sensors[a]), _pos(self.sensors[b])
+                if self.creek.is_downstream(pa, pb):
+                    fwd += 1
+                elif self.creek.is_downstream(pb, pa):
+                    back += 1
+        return back > fwd
+
+    def _between(self, a: tuple[str, float], b: tuple[str, float], c: tuple[str, float]) -> bool:
+        """Is position ``b`` on the flow path from ``a`` to ``c``?"""
+        return self.creek.is_downstream(a, b) and self.creek.is_downstream(b, c)
+
+    def _outlets(self, first: Node, normal: list[Node], reverse: bool) -> list[Outlet]:
+        fp = _pos(first)
+        cands = []
+        for o in self.creek.outlets:
+            op = (o.channel, o.chainage_m)
+            if not reverse:
+                if not (self.creek.is_downstream(op, fp) or op == fp):
+                    continue
+                if any(self._between(op, _pos(n), fp) for n in normal):
+                    continue
+            else:
+                if not (self.creek.is_downstream(fp, op) or op == fp):
+                    continue
+                if any(self._between(fp, _pos(n), op) for n in normal):
+                    continue
+            cands.append(o)
+        fpos = self.creek.flow_position(*fp)
+        cands.sort(key=lambda o: (o.size != "large",
+                                  abs(self.creek.flow_position(o.channel, o.chainage_m) - fpos)))
+        return cands
+
+    def _bounding_normal(self, first: Node, normal: list[str], reverse: bool) -> list[str]:
+        """The normal nodes nearest the first abnormal one on the side the water came from."""
+        fp = _pos(first)
+        out = []
+        for n in normal:
+            np_ = _pos(self.sensors[n])
+            up = self.creek.is_downstream(np_, fp) if not reverse else self.creek.is_downstream(fp, np_)
+            if up and not any(self._between(np_, _pos(self.sensors[m]), fp) if not reverse
+                              else self._between(fp, _pos(self.sensors[m]), np_)
+                              for m in normal if m != n):
+                out.append(n)
+        return sorted(out)
+
+
+def _pos(n: Node) -> tuple[str, float]:
+    return (n.channel, n.chainage_m)
+
+
+def _merge_evidence(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Keep the most extreme value and z seen during the signal."""
+    out = dict(new)
+    if "value" in old and "value" in new and old.get("direction") == new.get("direction"):
+        pick = min if new.get("direction") == "down" else max
+        out["value"] = pick(old["value"], new["value"])
+        out["z"] = pick(old.get("z", 0), new.get("z", 0))
+        if old.get("baseline") is not None:
+            out["baseline"] = old["baseline"]
+    return out
