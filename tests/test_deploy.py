@@ -107,10 +107,10 @@ def test_compose_volumes_are_declared_and_hold_the_state(compose):
 
 def test_every_file_compose_references_exists_or_is_a_listed_deploy_time_secret(compose):
     referenced = []
-    for name, service in compose["services"].items():
+    for service in compose["services"].values():
         referenced += [src for src, _ in bind_mounts(service)]
-        referenced += service.get("env_file", []) if isinstance(service.get("env_file"), list) else (
-            [service["env_file"]] if "env_file" in service else [])
+        env_file = service.get("env_file", [])
+        referenced += [env_file] if isinstance(env_file, str) else env_file
     referenced += [s["file"] for s in compose["secrets"].values()]
     assert (REPO / "Dockerfile").is_file()
     missing = [r for r in referenced if not (REPO / r).exists() and not is_deploy_time_secret(r)]
@@ -360,18 +360,14 @@ def test_systemd_units_verify(tmp_path):
 
 
 def test_example_environment_file_sets_only_known_settings():
-    names = []
-    for raw in (DEPLOY / "systemd" / "rivermon.env").read_text().splitlines():
-        raw = raw.lstrip("#").strip()
-        if re.match(r"^RIVERMON_[A-Z_]+=", raw):
-            names.append(raw.split("=", 1)[0])
-    assert names
-    env = {n: "1" if n.endswith("PORT") else "x" for n in names}
-    env["RIVERMON_INFLUX"] = "http://127.0.0.1:8086"
-    env["RIVERMON_LOG_LEVEL"] = "INFO"
     from rivermon.core.config import BY_NAME
+
+    names = [raw.lstrip("#").strip().split("=", 1)[0]
+             for raw in (DEPLOY / "systemd" / "rivermon.env").read_text().splitlines()
+             if re.match(r"^#?RIVERMON_[A-Z_]+=", raw)]
+    assert names
     for n in names:
-        assert n[len("RIVERMON_"):].lower() in BY_NAME, n
+        assert n[len("RIVERMON_"):].lower() in BY_NAME, f"{n} is not a rivermon setting"
 
 
 # ---- bootstrap and docs ---------------------------------------------------------------------
