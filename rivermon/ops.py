@@ -255,7 +255,8 @@ def run_backfill(args: argparse.Namespace, cfg: Config) -> int:
         write_rejects(rejects, result.rejections)
         for reason, n in sorted(result.by_reason.items()):
             print(f"  {reason}: {n}", file=sys.stderr)
-        for r in {r.reason: r for r in reversed(result.rejections)}.values():  # first of each reason
+        firsts = {r.reason: r for r in reversed(result.rejections)}  # the first of each reason
+        for r in sorted(firsts.values(), key=lambda r: (r.line, r.field)):
             where = f"line {r.line}" + (f", field {r.field}" if r.field else "")
             print(f"  e.g. {where}: {r.detail}", file=sys.stderr)
         print(f"refused rows and fields written to {rejects}", file=sys.stderr)
