@@ -194,7 +194,7 @@ def test_phone_viewport(panel, browser, tmp_path):
     # The layout viewport must be 390 CSS px wide, whatever the window chrome takes.
     browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                             {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True})
-    log_in(browser, panel)
+    log_in(browser, panel, "wang")
     inject_discharge(panel, tmp_path)
     inject_discharge(panel, tmp_path, "hl-6", "hl6-s1")
     pages = ["/", "/inbox", "/segment/hl-3", "/trends", "/fleet"]

@@ -152,7 +152,7 @@ def _install_hooks(app: Flask, ctx: PanelContext) -> None:
 
     @app.context_processor
     def _template_globals() -> dict[str, Any]:
-        return {"t": i18n.t, "pick": i18n.pick, "lang": i18n.lang(), "csrf_token": csrf_token,
+        return {"t": i18n.t, "pick": i18n.pick, "field_label": i18n.field_label, "lang": i18n.lang(), "csrf_token": csrf_token,
                 "user": g.get("user"), "cfg": ctx.cfg, "tz": ctx.topology.creeks[0].timezone}
 
     @app.errorhandler(BadParam)

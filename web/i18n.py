@@ -133,6 +133,26 @@ TEXT: dict[str, tuple[str, str]] = {
 }
 
 
+FIELD_NAMES: dict[str, tuple[str, str]] = {
+    "do_mg_l": ("溶解氧 mg/L", "Dissolved oxygen mg/L"),
+    "do_sat_pct": ("溶解氧饱和度 %", "DO saturation %"),
+    "turbidity_ntu": ("浊度 NTU", "Turbidity NTU"),
+    "temp_c": ("水温 °C", "Water temperature °C"),
+    "battery_v": ("电池电压 V", "Battery V"),
+    "power_w": ("功率 W", "Power W"),
+    "rssi_dbm": ("信号强度 dBm", "Signal dBm"),
+    "orp_mv": ("氧化还原电位 mV", "ORP mV"),
+    "nh3n_mg_l": ("氨氮 mg/L", "NH3-N mg/L"),
+    "transparency_cm": ("透明度 cm", "Transparency cm"),
+}
+
+
+def field_label(name: str) -> str:
+    """A measurement's display name (its raw name when unknown)."""
+    pair = FIELD_NAMES.get(name)
+    return name if pair is None else (pair[0] if lang() == "zh" else pair[1])
+
+
 def lang() -> str:
     value = session.get("lang", "zh")
     return value if value in LANGS else "zh"

@@ -39,6 +39,12 @@ def _segments_now() -> dict[str, dict[str, Any]]:
     return {s["id"]: s for s in snap["segments"]}
 
 
+def bands_json() -> list[dict[str, Any]]:
+    """The DO bands for charts (clipped to a plotting range)."""
+    return [{"id": b, "low": max(lo, 0.0), "high": min(hi, 20.0), "name": name}
+            for b, lo, hi, name in DO_BANDS]
+
+
 def _seg_names(creek: Any) -> dict[str, dict[str, str]]:
     return {s.id: s.name.as_dict() for s in creek.segments}
 
@@ -62,7 +68,7 @@ def segment(seg: str) -> str:
     if seg not in known:
         abort(404, description=f"no segment {seg!r}")
     return render_template("segment.html", creek=creek, seg=known[seg], segs=_segments_now(),
-                           texts=i18n.js_texts(), bands=DO_BANDS)
+                           texts=i18n.js_texts(), seg_names=_seg_names(creek), bands_json=bands_json())
 
 
 @bp.route("/inbox")
@@ -91,7 +97,7 @@ def trends() -> str:
     except InfluxError:
         fields = ["do_mg_l", "turbidity_ntu", "temp_c"]
     return render_template("trends.html", creek=creek, fields=fields, texts=i18n.js_texts(),
-                           bands=DO_BANDS)
+                           seg_names=_seg_names(creek), bands_json=bands_json())
 
 
 @bp.route("/fleet")

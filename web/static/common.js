@@ -96,6 +96,13 @@ var RM = (function () {
     b.hidden = !n;
   }
 
-  return { t: t, pick: pick, el: el, getJSON: getJSON, post: post, age: age, clock: clock, fmt: fmt,
+  function showError(err) {
+    var box = document.getElementById("page-error");
+    if (!box) return;
+    box.textContent = t("error") + ": " + (err && err.message ? err.message : err);
+    box.hidden = false;
+  }
+
+  return { showError: showError, t: t, pick: pick, el: el, getJSON: getJSON, post: post, age: age, clock: clock, fmt: fmt,
            live: live, page: page, navCount: navCount };
 })();
