@@ -243,6 +243,22 @@ def test_backfill_is_idempotent_and_refuses_bad_rows_with_reasons(influx, tmp_pa
     assert _counts(influx) == first
 
 
+def test_backfill_through_the_rivermon_command_prints_plain_progress(influx, tmp_path):
+    import subprocess
+    import sys
+
+    src = tmp_path / "history.csv"
+    src.write_text(BACKFILL_CSV, encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "rivermon.cli", "backfill", str(src), "--influx", influx.url,
+                           "--influx-db", influx.database, "--rejects", str(tmp_path / "refused.csv")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "backfill history.csv: 11/11 rows (100%) done in " in proc.stderr
+    assert "\r" not in proc.stderr and proc.stdout == ""
+    assert (tmp_path / "refused.csv").exists() and not (tmp_path / "history.rejects.csv").exists()
+    assert _counts(influx)["hl1-s1/hl-1"] == 4
+
+
 def test_backfill_refuses_a_file_without_the_replay_columns(influx, tmp_path):
     src = tmp_path / "wrong.csv"
     src.write_text("timestamp,sensor,do\n1,2,3\n", encoding="utf-8")
