@@ -98,14 +98,16 @@ class Engine:
     def tick(self, now: float) -> list[Event]:
         """Deadman for silent nodes and last wills, then close quiet episodes."""
         out: list[Event] = []
-        for (creek, node), m in list(self.nodes.items()):
-            s = m.silence(now)
-            if s is not None:
-                out += self.route(creek, s)
         for key, since in list(self.will_offline.items()):
             creek, node = key.split("/", 1)
             out += self.route(creek, Span("node_offline", node, since, now, now, "warning", "",
-                                          {"source": "will"}))
+                                          {"source": "will"}), expire=False)
+        for (creek, node), m in list(self.nodes.items()):
+            if f"{creek}/{node}" in self.will_offline:
+                continue
+            s = m.silence(now)
+            if s is not None:
+                out += self.route(creek, s, expire=False)
         out += [(ep, "resolved") for ep in self.tracker.expire(now)]
         return out
 
@@ -114,8 +116,8 @@ class Engine:
         return self.tracker.close_all()
 
     # -- routing -----------------------------------------------------------------------------
-    def route(self, creek: str, s: Span) -> list[Event]:
-        out: list[Event] = [(ep, "resolved") for ep in self.tracker.expire(s.first)]
+    def route(self, creek: str, s: Span, expire: bool = True) -> list[Event]:
+        out: list[Event] = [(ep, "resolved") for ep in self.tracker.expire(s.first)] if expire else []
         if s.kind in INTERNAL:
             sp = self.spatial_for(creek)
             if sp is not None and sp.knows(s.node):

@@ -576,7 +576,7 @@ def _close_field_bucket(m: NodeModel, fs: dict[str, Any], f: str, pr: F.FieldPri
         mid = (b + 0.5) * p.bucket_s - p.tz_offset_s
         pa, pb = _profile_scalar(m, fs, mid), _profile_scalar(m, fs, tref)
         dev_b = level - ref - ((pa - pb) if pa is not None and pb is not None else 0.0)
-        if scale and abs(dev_b) > p.z_on * scale and fs["scale_n"] >= p.warm_buckets:
+        if scale and abs(dev_b) > p.z_on * scale:
             return  # the bucket departs from normal: do not learn the anomaly as normal
         s = math.sqrt(dev_b * dev_b + spread * spread)
         fs["scale"] = s if fs["scale"] is None else fs["scale"] + lr * (s - fs["scale"])

@@ -129,14 +129,25 @@ class Spatial:
         known = [n for n in order if n in self.sensors]
         first = known[0] if known else order[0]
         cl = self.cluster
-        if cl is not None and now - cl["until"] <= self.p.hold_s and cl["first"] in onset \
-                and onset[cl["first"]] <= onset[first] + self.p.order_min_s:
-            first = cl["first"]  # the same discharge keeps the same name while it lasts
-        self.cluster = {"first": first, "until": max(until, cl["until"] if cl else until)}
+        sticky = cl is not None and now - cl["until"] <= self.p.hold_s
+        if sticky:
+            # the same discharge keeps its name, outlets and onset while it lasts, even after
+            # its first node has recovered and only nodes further on still show it
+            first = cl["first"]
+            onset.setdefault(first, cl["onset"])
+        self.cluster = {"first": first, "onset": onset[first],
+                        "until": max(until, cl["until"] if sticky else until),
+                        "normal": cl["normal"] if sticky else None}
         reverse = self._reversed(known, onset)
         normal = [n for n in self.sensors if n not in active and alive(n, now) and not faulty(n, now)]
+        if self.cluster.get("normal") is not None:
+            normal = [n for n in self.cluster["normal"] if n not in active]  # as when it began
+        else:
+            self.cluster["normal"] = normal
         outlets = self._outlets(self.sensors[first], [self.sensors[n] for n in normal], reverse) \
             if first in self.sensors else []
+        if first in active:
+            self.cluster["first_evidence"] = {k: v[3] for k, v in active[first].items()}
         fnode = self.sensors.get(first)
         seg = outlets[0].segment if outlets else (fnode.segment if fnode else "")
         between = self._bounding_normal(self.sensors[first], normal, reverse) if fnode else None
@@ -149,7 +160,8 @@ class Spatial:
             "upstream_normal": between,
             "flow": "reversed" if reverse else "normal",
             "signals": {n: sorted(s) for n, s in active.items()},
-            "first_evidence": {k: v[3] for k, v in active[first].items()},
+            "first_evidence": ({k: v[3] for k, v in active[first].items()} if first in active
+                               else self.cluster.get("first_evidence", {})),
         }
         return Finding("discharge", seg, first, onset[first], now, until, "critical", ev)
 
