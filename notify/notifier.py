@@ -9,8 +9,9 @@ keeps the latest state of each alert, and turns changes into messages in ``deliv
 - still ``open`` after ``remind_s`` since the last message to a target -> ``reminder``;
 - ``critical`` and still ``open`` ``escalate_s`` after it became critical -> ``escalation``
   to the route's ``escalate_to`` targets, which then follow the alert too;
-- a non-critical message during quiet hours is held and, when they end, chat targets get one
-  digest of the held alerts (their state at that moment), webhooks get the held events in order.
+- a non-critical message to a chat target (people) during quiet hours is held and, when they
+  end, replaced by one digest of the held alerts (their state at that moment). Webhooks
+  (machines) are never quiet.
 
 Routing one event and writing its messages is one transaction with marking the event
 processed, so a crash neither loses nor repeats a message. Times are the notifier's clock
@@ -204,7 +205,7 @@ class Notifier:
             log.error("alert follows a target that the routes file no longer has; not sent",
                       extra={"alert": notice.event["id"], "target": target_name})
             return
-        quiet = self._quiet_for(route_name)
+        quiet = self._quiet_for(route_name) if target.chat else None
         held = (quiet is not None and notice.event["severity"] != "critical" and quiet.active(now))
         body = self.body(target, notice)
         self.outbox.enqueue(target.name, notice.event["id"], notice.reason, body, now,
@@ -272,7 +273,8 @@ class Notifier:
             every = route.remind_s if route is not None and route.remind_s is not None else self.policy.remind_s
             if every <= 0 or now - last < every:
                 continue
-            quiet = self._quiet_for(route_name)
+            target_cfg = self.routes.targets.get(target)
+            quiet = self._quiet_for(route_name) if target_cfg is not None and target_cfg.chat else None
             if quiet is not None and alert.severity != "critical" and quiet.active(now):
                 continue  # the digest at the end of quiet hours covers it
             due.append((target, route_name, n))
@@ -316,8 +318,8 @@ class Notifier:
             target = self.routes.targets.get(target_name)
             seqs = [s for s, _ in rows]
             if target is None or not target.chat:
-                # Webhooks (and targets no longer configured, kept for the operator) get each
-                # held event in order.
+                # A target no longer configured (or no longer a chat robot): keep each held
+                # message, in order, for the operator to see in --status.
                 self.outbox.set_status(seqs, "queued", now)
             else:
                 self._digest(target, [a for _, a in rows], now)
@@ -325,13 +327,16 @@ class Notifier:
             self.on_enqueue(target_name)
 
     def _digest(self, target: Target, alert_ids: list[str], now: float) -> None:
-        events = []
+        events, windows = [], []
         for alert_id in dict.fromkeys(alert_ids):
             tracked = self.outbox.alert(alert_id)
             if tracked is not None:
                 events.append(tracked.event)
                 self.outbox.touch_sub(alert_id, target.name, now)
-        window = self.policy.quiet.spec if self.policy.quiet else "静默时段"
+            route = self.outbox.subs(alert_id).get(target.name, ("",))[0]
+            quiet = self._quiet_for(route)
+            windows.append(quiet.spec if quiet is not None else "")
+        window = next((w for w in windows if w), "静默时段")
         style = "text" if target.msgtype == "text" else target.type
         for message in render_digest(events, self.texts, style, window):
             body = json.dumps(chat_payload(target, message), ensure_ascii=False)

@@ -15,13 +15,14 @@ Delivery semantics (tested in tests/test_notify_service.py):
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import random
 import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 import requests
 
@@ -142,11 +143,11 @@ class Courier(threading.Thread):
             session.close()
 
     def _step(self, session: requests.Session) -> None:
+        self.wake.clear()
         head = self.outbox.head(self.target.name)
         now = time.time()
         if head is None or head.next_try > now:
             self.wake.wait(1.0 if head is None else min(1.0, head.next_try - now))
-            self.wake.clear()
             return
         try:
             send(session, self.target, head.body, head.seq, self.cfg.notify_http_timeout_s)
@@ -162,6 +163,19 @@ class Courier(threading.Thread):
                                      "alert": head.alert_id, "reason": head.reason})
 
 
+def _lock_var(var: Path) -> IO[bytes]:
+    """One notifier per outbox: two would send every message twice."""
+    var.mkdir(parents=True, exist_ok=True)
+    f = open(var / "notify.lock", "wb")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise ValueError(f"another rivermon notify is running with the outbox in {var} "
+                         "(notify.lock is held)") from None
+    return f
+
+
 class NotifyService:
     """Listener, notifier and couriers over one outbox; start() and stop() it."""
 
@@ -175,6 +189,7 @@ class NotifyService:
         except TopologyError as exc:
             log.warning("topology unreadable; messages show segment ids only", extra={"error": str(exc)})
             topology = None
+        self._lock_file = _lock_var(Path(cfg.var))
         self.outbox = Outbox(outbox_path(cfg))
         self.stop_event = threading.Event()
         self.events_ready = threading.Event()
@@ -209,11 +224,12 @@ class NotifyService:
         self.events_ready.set()
         for courier in self.couriers.values():
             courier.wake.set()
-        self._brain.join(10)
-        for courier in self.couriers.values():
-            courier.join(max(10.0, self.cfg.notify_http_timeout_s + 2))
+        for thread in (self._brain, *self.couriers.values()):
+            if thread.ident is not None:  # started
+                thread.join(max(10.0, self.cfg.notify_http_timeout_s + 2))
         self.notifier.close()
         self.outbox.close()
+        self._lock_file.close()
 
     def _fatal(self, why: str) -> None:
         self.fatal = why
@@ -227,6 +243,7 @@ class NotifyService:
     def _run_brain(self) -> None:
         last_prune = 0.0
         while not self.stop_event.is_set():
+            self.events_ready.clear()
             try:
                 self.notifier.process_pending()
                 self.notifier.tick()
@@ -236,7 +253,6 @@ class NotifyService:
             except Exception:  # keep notifying; the event stays unprocessed and is retried
                 log.exception("notifier step failed")
             self.events_ready.wait(TICK_S)
-            self.events_ready.clear()
 
 
 def run_notify(cfg: Config) -> int:

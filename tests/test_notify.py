@@ -279,3 +279,17 @@ def test_cli_status_reads_the_outbox(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "events: 1 stored, 1 not yet routed, 0 refused" in out
     assert "office: 1 queued, 0 held, 0 delivered, 0 digested" in out and "last error: HTTP 500: down" in out
+
+
+def test_one_notifier_per_outbox(tmp_path):
+    from rivermon.core.config import load_config
+    from rivermon.notify.service import NotifyService
+
+    cfg = load_config(env={}, overrides={"var": str(tmp_path), "notify_routes": str(EXAMPLE)})
+    first = NotifyService(cfg)
+    try:
+        with pytest.raises(ValueError, match="another rivermon notify is running"):
+            NotifyService(cfg)
+    finally:
+        first.stop()
+    NotifyService(cfg).stop()  # free again once the first is gone
