@@ -34,7 +34,7 @@ from datetime import datetime
 from typing import Any, Callable, Iterable, Sequence
 from zoneinfo import ZoneInfo
 
-from rivermon.core.influx import TELEMETRY, InfluxClient, InfluxError, ms_literal, quote_ident, quote_literal
+from rivermon.core.influx import TELEMETRY, InfluxClient, ms_literal, quote_ident, quote_literal
 from rivermon.core.topology import Creek
 
 __all__ = [

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import csv
 import io
+import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from rivermon.core.alerts import EQUIPMENT_KINDS, KIND_NAMES
-from rivermon.core.compliance import (CLASS_NAMES, DO_CLASSES, AlertSummary, SegmentCompliance)
+from rivermon.core.compliance import (CLASS_NAMES, DEFAULT_GAP_LIMIT_S, DO_CLASSES, AlertSummary,
+                                      SegmentCompliance, alert_summaries, month_range,
+                                      segment_compliance)
 from rivermon.core.topology import Creek
 
-__all__ = ["REPORT_COLUMNS", "report_rows", "report_csv", "report_context", "render_report_html"]
+__all__ = ["REPORT_COLUMNS", "MonthReport", "month_period", "month_report", "report_rows",
+           "report_csv", "report_context", "render_report_html"]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 CREEK_WIDE = ""  # the segment of creek-wide alerts (rain)
@@ -181,3 +186,52 @@ def render_report_html(context: dict[str, Any]) -> str:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     return env.get_template("report.html").render(**context)
+
+
+# ---- one call for a month ---------------------------------------------------------------------
+
+@dataclass
+class MonthReport:
+    """A month's compliance for a creek, ready to render as CSV or HTML."""
+
+    creek: Creek
+    month: str  # YYYY-MM
+    segments: list[SegmentCompliance]
+    creek_wide: AlertSummary | None  # creek-wide alerts (None when one segment was asked for)
+
+    @property
+    def label(self) -> str:
+        """``2026年11月``."""
+        return f"{self.month[:4]}年{int(self.month[5:7])}月"
+
+    def rows(self) -> list[dict[str, Any]]:
+        return report_rows(self.segments, self.creek.timezone, self.creek_wide)
+
+    def csv(self) -> str:
+        return report_csv(self.rows())
+
+    def html(self, generated_ms: int | None = None) -> str:
+        return render_report_html(report_context(self.creek, self.segments, self.label,
+                                                 self.creek_wide, generated_ms))
+
+
+def month_period(month: str, tz: str, now_ms: int | None = None) -> tuple[int, int]:
+    """The local month as ``[start_ms, end_ms)``, ending now while it is in progress."""
+    start_ms, end_ms = month_range(month, tz)
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    if start_ms >= now_ms:
+        raise ValueError(f"month {month} has not started yet ({tz})")
+    # Hours yet to come are not "missing": the month in progress is reported up to now.
+    return start_ms, min(end_ms, now_ms)
+
+
+def month_report(client: Any, creek: Creek, month: str, store: Any = None,
+                 segment: str | None = None, gap_limit_s: float = DEFAULT_GAP_LIMIT_S,
+                 now_ms: int | None = None,
+                 on_node: Callable[[str], None] | None = None) -> MonthReport:
+    """Compute a month's report: telemetry from ``client``, alerts from ``store`` (optional)."""
+    start_ms, end_ms = month_period(month, creek.timezone, now_ms)
+    alerts = alert_summaries(store, creek.id, start_ms, end_ms) if store is not None else {}
+    results = segment_compliance(client, creek, start_ms, end_ms, segment=segment,
+                                 gap_limit_s=gap_limit_s, alerts=alerts, on_node=on_node)
+    return MonthReport(creek, month, results, alerts.get(CREEK_WIDE) if segment is None else None)

@@ -25,7 +25,7 @@ WORKORDER_COLUMNS = (
     "located_by", "node", "node_chainage_m", "outlet", "outlet_chainage_m", "bank", "location_zh",
     "start", "end", "kind", "kind_zh", "kind_en", "severity", "severity_zh", "audience",
     "summary_zh", "summary_en", "evidence_zh", "evidence_en", "evidence_json",
-    "acknowledged_by", "acknowledged_at", "resolved_by", "resolved_at", "notes",
+    "acknowledged_by", "acknowledged_at", "resolved_by", "resolved_at", "notes", "handlers",
     "state", "state_zh", "result_zh", "minutes_to_acknowledge", "minutes_to_resolve",
 )
 SEVERITY_ZH = {"info": "提示", "warning": "警告", "critical": "严重"}
@@ -101,6 +101,12 @@ def _sentence(evidence: dict[str, Any], lang: str) -> str:
     return str(s.get(lang, "")) if isinstance(s, dict) else (str(s) if s and lang == "zh" else "")
 
 
+def _handlers(alert: Alert) -> str:
+    """The people who acted on the alert, in order (``auto`` is the model, not a person)."""
+    names = [alert.acknowledged_by, *(n["by"] for n in alert.notes), alert.resolved_by]
+    return "、".join(dict.fromkeys(n for n in names if n and n != "auto"))
+
+
 def _result_zh(alert: Alert, tz: str) -> str:
     if alert.state == "resolved":
         who = "系统自动" if alert.resolved_by == "auto" else (alert.resolved_by or "")
@@ -129,6 +135,7 @@ def workorder_row(alert: Alert, creek: Creek | None, tz: str = "Asia/Shanghai") 
         "acknowledged_at": format_time(alert.acknowledged_at, tz),
         "resolved_by": alert.resolved_by or "", "resolved_at": format_time(alert.resolved_at, tz),
         "notes": [{"by": n["by"], "at": format_time(n["at"], tz), "text": n["text"]} for n in alert.notes],
+        "handlers": _handlers(alert),
         "state": alert.state, "state_zh": STATE_ZH.get(alert.state, alert.state),
         "result_zh": _result_zh(alert, tz),
         "minutes_to_acknowledge": _minutes(alert.acknowledged_at, alert.start),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -146,48 +145,33 @@ def parse_when(text: str, tz: str) -> float:
 @_influx_errors
 def run_report(args: argparse.Namespace, cfg: Config) -> int:
     """``rivermon report --month YYYY-MM``."""
-    from rivermon.core.compliance import alert_summaries, month_range, segment_compliance
     from rivermon.core.influx import InfluxClient
     from rivermon.core.progress import progress
-    from rivermon.core.report import (CREEK_WIDE, render_report_html, report_context, report_csv,
-                                      report_rows)
+    from rivermon.core.report import month_period, month_report
 
     fmt = _format(args.format, args.out, ("csv", "html"))
     if args.gap_limit_min <= 0:
         raise ValueError(f"--gap-limit-min must be positive, got {args.gap_limit_min:g}")
     _, creek = _creek(cfg, args.creek)
-    start_ms, end_ms = month_range(args.month, creek.timezone)
-    # The month in progress is reported up to now: hours yet to come are not "missing".
-    now_ms = int(time.time() * 1000)
-    if start_ms >= now_ms:
-        raise ValueError(f"month {args.month} has not started yet ({creek.timezone})")
-    end_ms = min(end_ms, now_ms)
+    month_period(args.month, creek.timezone)  # refuse a bad or future month before any work
     if args.segment is not None and args.segment not in {s.id for s in creek.segments}:
         raise ValueError(f"segment {args.segment!r} is not in creek {creek.id!r} "
                          f"(known: {', '.join(s.id for s in creek.segments)})")
+    total = sum(len(creek.nodes_in(s.id)) for s in creek.segments if args.segment in (None, s.id))
     store = _alert_store(cfg, args.alerts_db, creek.timezone)
-    try:
-        alerts = alert_summaries(store, creek.id, start_ms, end_ms) if store else {}
-    finally:
-        if store:
-            store.close()
-    segs = [s for s in creek.segments if args.segment in (None, s.id)]
-    total = sum(len(creek.nodes_in(s.id)) for s in segs)
     client = InfluxClient(cfg.influx, cfg.influx_db)
     try:
         with progress(total=total, desc=f"report {args.month}", unit="nodes") as bar:
-            results = segment_compliance(client, creek, start_ms, end_ms, segment=args.segment,
-                                         gap_limit_s=args.gap_limit_min * 60, alerts=alerts,
-                                         on_node=lambda _n: bar.update(1))
+            report = month_report(client, creek, args.month, store, segment=args.segment,
+                                  gap_limit_s=args.gap_limit_min * 60, on_node=lambda _n: bar.update(1))
     finally:
         client.close()
-    creek_wide = alerts.get(CREEK_WIDE) if args.segment is None else None
+        if store is not None:
+            store.close()
     if fmt == "csv":
-        _emit(report_csv(report_rows(results, creek.timezone, creek_wide)), args.out,
-              CSV_ENCODING if args.out else "utf-8")
+        _emit(report.csv(), args.out, CSV_ENCODING if args.out else "utf-8")
     else:
-        month_label = f"{args.month[:4]}年{int(args.month[5:7])}月"
-        _emit(render_report_html(report_context(creek, results, month_label, creek_wide)), args.out)
+        _emit(report.html(), args.out)
     return 0
 
 
@@ -304,6 +288,7 @@ def _bench_csv(path: Path, creek: Any, days: int, interval_s: int, start_s: int)
 def run_bench(args: argparse.Namespace, cfg: Config) -> int:
     """Print backfill throughput and report time against their limits."""
     import tempfile
+    import time
 
     from rivermon.core.backfill import backfill
     from rivermon.core.compliance import segment_compliance

@@ -170,7 +170,7 @@ def test_workorders_csv_and_json(month, tmp_path):
     assert (d["kind_zh"], d["severity_zh"]) == ("疑似排污", "严重")
     assert d["evidence_zh"] == "溶解氧 1.0 mg/L，下游先降"
     assert (d["acknowledged_by"], d["resolved_by"], d["state_zh"]) == ("cleaner-li", "cleaner-li", "已解决")
-    assert "发现油膜，已通知执法" in d["notes"]
+    assert "发现油膜，已通知执法" in d["notes"] and d["handlers"] == "cleaner-li"
     assert (d["minutes_to_acknowledge"], d["minutes_to_resolve"]) == ("10.0", "60.0")
     assert d["start"] == "2026-10-10T00:00:00+08:00"
     s = rows[1]
