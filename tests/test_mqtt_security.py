@@ -388,3 +388,49 @@ def test_node_add_warns_about_a_node_the_topology_does_not_know(tmp_path, capsys
     assert f"password: {password}" in out.out
     assert (secret.stat().st_mode & 0o777) == 0o600
     assert pw.read_text().startswith("zz-new-1:$7$")
+
+
+@pytest.mark.e2e
+def test_the_real_ingestor_runs_on_its_service_account(broker, clients, service, influx, tmp_path):
+    """`rivermon ingest` with the broker URL's password_file, a node over TLS, forged readings."""
+    import requests
+
+    secret = tmp_path / "mqtt-ingest.password"
+    secret.write_text(broker.creds["rivermon_ingest"] + "\n")
+    secret.chmod(0o600)
+    metrics = servers.free_port()
+    detect = clients("rivermon_detect")
+    detect.subscribe(f"{PREFIX}/_accepted/#")
+    ingest = service("ingest", "--broker", f"mqtt://rivermon_ingest@127.0.0.1:{broker.port}"
+                     f"?password_file={secret}", "--influx", influx.url, "--influx-db", influx.database,
+                     "--var", str(tmp_path / "var"), "--ingest-metrics-port", str(metrics),
+                     "--ingest-batch-ms", "100", "--ingest-client-id", f"ingest-{uuid.uuid4().hex[:6]}")
+
+    def ready() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{metrics}/readyz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    deadline = time.monotonic() + 20
+    while not ready():
+        assert time.monotonic() < deadline and ingest.proc.poll() is None, ingest.log()
+        time.sleep(0.1)
+    node = clients("hl1-s1", tls_ca=str(broker.tls_dir / "ca.crt"), port=broker.tls_port)
+    ts = round(time.time() - 5, 3)
+    node.publish(topic("hl2-s1", "telemetry"), json.dumps({"ts": ts, "do_mg_l": 0.1}).encode())
+    node.publish(topic("hl1-s1", "telemetry"), json.dumps({"ts": ts, "do_mg_l": 6.4, "seq": 1}).encode())
+
+    def stored() -> list[dict]:
+        return influx.rows('SELECT "do_mg_l", "node" FROM "telemetry"')
+
+    deadline = time.monotonic() + 15
+    while not stored() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stored() == [{"time": int(round(ts * 1000)), "do_mg_l": 6.4, "node": "hl1-s1"}], ingest.log()
+    # The ingestor's account may hand what it kept to the model.
+    deadline = time.monotonic() + 10
+    while f"{PREFIX}/_accepted/{CREEK}" not in detect.topics() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert detect.topics() == {f"{PREFIX}/_accepted/{CREEK}"}, ingest.log()
+    assert "not authori" not in ingest.log().lower()
