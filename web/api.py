@@ -58,7 +58,7 @@ def creek_and_segment(raw: str | None, required: bool = True) -> tuple[str, str 
 def opt_kind(raw: str | None) -> str | None:
     if not raw:
         return None
-    if not KIND_RE.match(raw):
+    if not KIND_RE.fullmatch(raw):
         raise BadParam("kind", f"{raw[:40]!r} is not an alert kind")
     return raw
 
@@ -84,7 +84,7 @@ def opt_int(name: str, raw: str | None, default: int, low: int, high: int) -> in
 
 
 def alert_id(raw: str) -> str:
-    if not ALERT_ID_RE.match(raw):
+    if not ALERT_ID_RE.fullmatch(raw):
         raise BadParam("id", f"{raw[:40]!r} is not an alert id")
     return raw
 

@@ -8,7 +8,6 @@ injection string is refused twice.
 from __future__ import annotations
 
 import math
-import re
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -35,13 +34,14 @@ NODE_FIELDS = ("do_mg_l", "turbidity_ntu", "temp_c", "battery_v", "aerator_on", 
 
 def check_field(name: str) -> str:
     """A measurement name per the contract, or :class:`BadParam`."""
-    if not isinstance(name, str) or not FIELD_RE.match(name) or name in ("ts", "seq", "time"):
+    # fullmatch: a pattern's "$" would let a trailing newline through.
+    if not isinstance(name, str) or not FIELD_RE.fullmatch(name) or name in ("ts", "seq", "time"):
         raise BadParam("field", f"{str(name)[:40]!r} is not a measurement name ([a-z][a-z0-9_]{{0,63}})")
     return name
 
 
 def check_id(param: str, value: str) -> str:
-    if not isinstance(value, str) or not ID_RE.match(value):
+    if not isinstance(value, str) or not ID_RE.fullmatch(value):
         raise BadParam(param, f"{str(value)[:40]!r} is not an id ([a-z0-9][a-z0-9-]{{0,31}})")
     return value
 
@@ -250,11 +250,9 @@ class PanelQueries:
         """Numeric measurement names stored in ``telemetry``."""
         q = f"SHOW FIELD KEYS FROM {quote_ident(TELEMETRY)}"
         return sorted(v[0] for _, _, values in _series(self.influx.query(q)[0]) for v in values
-                      if v[1] == "float" and FIELD_RE.match(v[0]))
+                      if v[1] == "float" and FIELD_RE.fullmatch(v[0]))
 
 
 def _r(value: Any) -> Any:
     return round(value, 4) if isinstance(value, float) else value
 
-
-_SAFE = re.compile(r"^[A-Za-z0-9_.:+-]*$")

@@ -147,7 +147,7 @@ class UserStore:
 
 
 def _check(name: str, role: str, password: str) -> None:
-    if not NAME_RE.match(name or ""):
+    if not NAME_RE.fullmatch(name or ""):
         raise UserError(f"user name {name!r} must be 1-64 letters, digits or _.@-")
     if role not in ROLES:
         raise UserError(f"role {role!r} is not one of {', '.join(ROLES)}")
