@@ -24,8 +24,8 @@ from rivermon.core.points import telemetry_line
 from rivermon.core.reading import ID_RE, R_INFLUX, validate_readings
 from rivermon.core.topology import Topology
 
-__all__ = ["RowRejection", "BackfillResult", "csv_value", "read_rows", "backfill", "write_rejects",
-           "R_NODE", "R_ROW"]
+__all__ = ["RowRejection", "BackfillResult", "RejectsWriter", "csv_value", "read_rows", "backfill",
+           "count_data_lines", "R_NODE", "R_ROW"]
 
 R_NODE = "node_invalid"
 R_ROW = "row_malformed"
@@ -51,16 +51,25 @@ class RowRejection:
 
 @dataclass
 class BackfillResult:
-    """What a backfill read, stored and refused."""
+    """What a backfill read, stored and refused (refusals themselves go to ``on_reject``)."""
 
     rows: int = 0
     written: int = 0  # readings stored (one point each)
     rows_refused: int = 0  # rows of which nothing was stored
-    rejections: list[RowRejection] = field(default_factory=list)
+    by_reason: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, RowRejection] = field(default_factory=dict)  # the first of each reason
+    on_reject: Callable[[RowRejection], None] | None = field(default=None, repr=False)
 
     @property
-    def by_reason(self) -> Counter[str]:
-        return Counter(r.reason for r in self.rejections)
+    def refusals(self) -> int:
+        return sum(self.by_reason.values())
+
+    def refuse(self, rejection: RowRejection) -> None:
+        """Count a refusal, keep it as an example if it is the first of its reason, pass it on."""
+        self.by_reason[rejection.reason] += 1
+        self.examples.setdefault(rejection.reason, rejection)
+        if self.on_reject is not None:
+            self.on_reject(rejection)
 
 
 def csv_value(text: str) -> Any:
@@ -128,7 +137,7 @@ def row_reading(creek: str, line_no: int, row: dict[str, str], now: float,
     """Validate one row; refusals go into ``result``; returns the Reading or None."""
     node, time_text = row.get("node", "").strip(), row.get("time", "").strip()
     if not ID_RE.match(node):
-        result.rejections.append(RowRejection(line_no, time_text, node, R_NODE, "",
+        result.refuse(RowRejection(line_no, time_text, node, R_NODE, "",
                                               f"node {node[:64]!r} must match [a-z0-9][a-z0-9-]{{0,31}}"))
         return None
     obj: dict[str, Any] = {"ts": _ts_value(time_text)}
@@ -140,29 +149,34 @@ def row_reading(creek: str, line_no: int, row: dict[str, str], now: float,
             obj[key] = value
     outcome = validate_readings(creek, node, obj, now=now)
     for rej in outcome.rejections:
-        result.rejections.append(RowRejection(line_no, time_text, node, rej.reason,
+        result.refuse(RowRejection(line_no, time_text, node, rej.reason,
                                               rej.field or "", rej.detail))
     return outcome.readings[0] if outcome.readings else None
 
 
 def backfill(client: InfluxClient, topology: Topology, creek: str, path: str | Path,
              batch_lines: int = BATCH_LINES, now: float | None = None,
-             on_rows: Callable[[int], None] | None = None) -> BackfillResult:
-    """Validate and write every row of ``path``; ``on_rows(n)`` after each batch (progress)."""
+             on_rows: Callable[[int], None] | None = None,
+             on_reject: Callable[[RowRejection], None] | None = None) -> BackfillResult:
+    """Validate and write every row of ``path``.
+
+    ``on_rows(n)`` is called after each batch (progress); ``on_reject(rejection)`` for every
+    refused row or field (e.g. a :class:`RejectsWriter`), so refusals are never held in memory.
+    """
     path = Path(path)
     if topology.creek(creek) is None:
         raise ValueError(f"creek {creek!r} is not in the topology "
                          f"(known: {', '.join(c.id for c in topology.creeks)})")
     now = time.time() if now is None else now
     client.ensure_database()
-    result = BackfillResult()
+    result = BackfillResult(on_reject=on_reject)
     batch: list[tuple[int, str, str, str]] = []  # (line, time text, node, line protocol)
     pending_rows = 0
     for line_no, row in read_rows(path):
         result.rows += 1
         pending_rows += 1
         if isinstance(row, str):
-            result.rejections.append(RowRejection(line_no, "", "", R_ROW, "", row))
+            result.refuse(RowRejection(line_no, "", "", R_ROW, "", row))
             result.rows_refused += 1
             continue
         reading = row_reading(creek, line_no, row, now, result)
@@ -202,7 +216,7 @@ def _flush(client: InfluxClient, batch: list[tuple[int, str, str, str]], result:
             if exc.retryable:
                 raise
             result.rows_refused += 1
-            result.rejections.append(RowRejection(line_no, time_text, node, R_INFLUX, "",
+            result.refuse(RowRejection(line_no, time_text, node, R_INFLUX, "",
                                                   f"InfluxDB refused the point: {exc.body or exc}"))
 
 
@@ -218,13 +232,34 @@ def _write(client: InfluxClient, lines: list[str]) -> None:
             time.sleep(0.5 * 2 ** attempt)
 
 
-def write_rejects(path: str | Path, rejections: list[RowRejection]) -> None:
-    """The refused rows and fields as CSV (``line,time,node,reason,field,detail``)."""
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=REJECT_COLUMNS)
-        w.writeheader()
-        for r in rejections:
-            w.writerow(r.as_row())
+class RejectsWriter:
+    """Refused rows and fields as CSV (``line,time,node,reason,field,detail``).
+
+    The file is always (re)written, header only when nothing is refused, so a stale file of an
+    earlier run never stands beside the input.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.count = 0
+        self._file: Any = open(self.path, "w", newline="", encoding="utf-8")
+        self._writer = csv.DictWriter(self._file, fieldnames=REJECT_COLUMNS)
+        self._writer.writeheader()
+
+    def __call__(self, rejection: RowRejection) -> None:
+        self._writer.writerow(rejection.as_row())
+        self.count += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> "RejectsWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def count_data_lines(path: str | Path) -> int:

@@ -214,7 +214,7 @@ def run_workorders(args: argparse.Namespace, cfg: Config) -> int:
 @_influx_errors
 def run_backfill(args: argparse.Namespace, cfg: Config) -> int:
     """``rivermon backfill FILE.csv``: validate, write idempotently, report refusals."""
-    from rivermon.core.backfill import backfill, count_data_lines, write_rejects
+    from rivermon.core.backfill import RejectsWriter, backfill, count_data_lines
     from rivermon.core.influx import InfluxClient
     from rivermon.core.progress import progress
 
@@ -224,26 +224,25 @@ def run_backfill(args: argparse.Namespace, cfg: Config) -> int:
     if args.batch < 1:
         raise ValueError(f"--batch must be at least 1, got {args.batch}")
     topology, creek = _creek(cfg, args.creek)
+    rejects = Path(args.rejects) if args.rejects else path.with_name(path.stem + ".rejects.csv")
     client = InfluxClient(cfg.influx, cfg.influx_db)
     try:
-        with progress(total=count_data_lines(path), desc=f"backfill {path.name}", unit="rows") as bar:
+        with RejectsWriter(rejects) as writer, \
+                progress(total=count_data_lines(path), desc=f"backfill {path.name}", unit="rows") as bar:
             result = backfill(client, topology, creek.id, path, batch_lines=args.batch,
-                              on_rows=bar.update)
+                              on_rows=bar.update, on_reject=writer)
     finally:
         client.close()
     print(f"backfill {path}: {result.rows} rows read, {result.written} readings stored in "
           f"{cfg.influx_db} (creek {creek.id}), {result.rows_refused} rows refused, "
-          f"{len(result.rejections)} refusals in all", file=sys.stderr)
-    if result.rejections:
-        rejects = Path(args.rejects) if args.rejects else path.with_name(path.stem + ".rejects.csv")
-        write_rejects(rejects, result.rejections)
+          f"{result.refusals} refusals in all", file=sys.stderr)
+    if result.refusals:
         for reason, n in sorted(result.by_reason.items()):
             print(f"  {reason}: {n}", file=sys.stderr)
-        firsts = {r.reason: r for r in reversed(result.rejections)}  # the first of each reason
-        for r in sorted(firsts.values(), key=lambda r: (r.line, r.field)):
+        for r in sorted(result.examples.values(), key=lambda r: (r.line, r.field)):
             where = f"line {r.line}" + (f", field {r.field}" if r.field else "")
             print(f"  e.g. {where}: {r.detail}", file=sys.stderr)
-        print(f"refused rows and fields written to {rejects}", file=sys.stderr)
+    print(f"refused rows and fields: {rejects}", file=sys.stderr)
     return 0
 
 
@@ -316,7 +315,7 @@ def run_bench(args: argparse.Namespace, cfg: Config) -> int:
         client.close()
     rate = result.written / t_backfill
     ok_b, ok_r = rate >= BENCH_BACKFILL_MIN_ROWS_S, t_report <= BENCH_REPORT_MAX_S
-    print(f"backfill: {rows} rows, {result.written} stored, {len(result.rejections)} refused, "
+    print(f"backfill: {rows} rows, {result.written} stored, {result.refusals} refused, "
           f"{t_backfill:.1f} s = {rate:,.0f} rows/s (limit >= {BENCH_BACKFILL_MIN_ROWS_S:,.0f}) "
           f"{'OK' if ok_b else 'SLOW'}")
     print(f"report: {len(creek.nodes)} nodes, {args.days} days at {args.interval_s} s: {t_report:.1f} s "
