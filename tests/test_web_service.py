@@ -45,3 +45,19 @@ def test_rivermon_web_serves_and_stops(service, broker_url, influx, prefix, tmp_
                 break
     assert requests.get(base + "/inbox", timeout=5, allow_redirects=False).status_code == 302
     assert web.stop() == 0, web.log()
+
+
+def test_user_command(service, tmp_path):
+    var = str(tmp_path / "var")
+    add = service("user", "add", "li", "--role", "cleaner", "--password", "long-enough-1", "--var", var)
+    assert add.proc.wait(20) == 0, add.log()
+    assert "li added with role cleaner" in add.log()
+    dup = service("user", "add", "li", "--role", "viewer", "--var", var,
+                  env={"RIVERMON_USER_PASSWORD": "another-one-2"})
+    assert dup.proc.wait(20) == 2 and "already exists" in dup.log()
+    short = service("user", "add", "x", "--role", "viewer", "--password", "short", "--var", var)
+    assert short.proc.wait(20) == 2 and "at least 8 characters" in short.log()
+    ls = service("user", "list", "--var", var)
+    assert ls.proc.wait(20) == 0 and "li\tcleaner" in ls.log()
+    from rivermon.web.users import UserStore
+    assert UserStore(tmp_path / "var" / "web.sqlite").authenticate("li", "long-enough-1").role == "cleaner"

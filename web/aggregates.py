@@ -44,12 +44,14 @@ class Aggregator:
         self.key = f"agg_watermark:{influx.url}/{influx.database}"
         raw = state.kv_get(self.key)
         self.watermark: float | None = float(raw) if raw else None
+        # Readers switch to the aggregates only after one complete run (the first backfill).
+        self._ready = state.kv_get(self.key + ":ready") == "1"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
     def ready(self) -> bool:
-        return self.watermark is not None
+        return self._ready
 
     def start(self) -> "Aggregator":
         self._thread = threading.Thread(target=self._loop, name="rivermon-web-agg", daemon=True)
@@ -91,6 +93,9 @@ class Aggregator:
             # The current hour is partial: aggregated now, complete only after it ends.
             self._save_watermark(min(chunk_end, current_hour))
             chunk_start = chunk_end
+        if not self._ready and not self._stop.is_set():
+            self._ready = True
+            self.state.kv_set(self.key + ":ready", "1")
         return written
 
     def _save_watermark(self, value: float) -> None:

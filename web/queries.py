@@ -27,8 +27,9 @@ LATEST_LOOKBACK_S = 30 * 86400
 TARGET_POINTS = 600
 NICE_INTERVALS_S = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
                     86400, 2 * 86400, 7 * 86400)
-# Spans at or above this use the hourly aggregates when they are built.
-AGG_MIN_SPAN_S = 3 * 86400
+# Spans at or above this use the hourly aggregates when they are built (shorter ones read raw
+# data, which is fast enough and keeps sub-hour detail).
+AGG_MIN_SPAN_S = 14 * 86400
 NODE_FIELDS = ("do_mg_l", "turbidity_ntu", "temp_c", "battery_v", "aerator_on", "power_w", "rssi_dbm")
 
 
@@ -125,8 +126,8 @@ class PanelQueries:
         check_field(field)
         step = pick_interval(end_s - start_s)
         source = TELEMETRY
-        if use_agg and step >= 3600 and end_s - start_s >= AGG_MIN_SPAN_S:
-            source = AGG
+        if use_agg and end_s - start_s >= AGG_MIN_SPAN_S:
+            source, step = AGG, max(step, 3600)
         if source == AGG:
             sel = (f'sum({quote_ident(field + "_sum")}) AS s, sum({quote_ident(field + "_n")}) AS n, '
                    f'min({quote_ident(field + "_min")}) AS lo, max({quote_ident(field + "_max")}) AS hi')
