@@ -434,3 +434,53 @@ def test_the_real_ingestor_runs_on_its_service_account(broker, clients, service,
         time.sleep(0.05)
     assert detect.topics() == {f"{PREFIX}/_accepted/{CREEK}"}, ingest.log()
     assert "not authori" not in ingest.log().lower()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the broker drops root for `mosquitto`")
+def test_as_root_the_broker_reads_its_files_as_the_mosquitto_user(tmp_path):
+    """The bare-metal layout of docs/deploy.md: no `user` override, files as the tools make them."""
+    import grp
+    import shutil as sh
+    import tempfile
+
+    try:
+        grp.getgrnam("mosquitto")
+        pwd.getpwnam("mosquitto")
+    except KeyError:
+        pytest.skip("no mosquitto user and group (Debian's mosquitto package makes them)")
+    base = Path(tempfile.mkdtemp(prefix="rivermon-baremetal-"))
+    try:
+        base.chmod(0o711)
+        etc, data = base / "etc", base / "data"
+        etc.mkdir(mode=0o755)
+        data.mkdir()
+        sh.chown(data, "mosquitto", "mosquitto")
+        subprocess.run([str(DEPLOY / "make-certs.sh"), str(etc / "tls"), "localhost", "127.0.0.1"], check=True,
+                       capture_output=True)
+        (etc / "aclfile").write_text((DEPLOY / "aclfile").read_text())
+        (etc / "aclfile").chmod(0o644)
+        password = issue("--service", "ingest", "--password-file", str(etc / "passwd"))["password"]
+        assert (etc / "passwd").stat().st_gid == grp.getgrnam("mosquitto").gr_gid
+        plain, tls = servers.free_port(), servers.free_port()
+        conf = production_conf_variant(base, plain, tls).rsplit("\nuser ", 1)[0] + "\n"
+        (base / "mosquitto.conf").write_text(conf)
+        log_dir = tmp_path / "log"
+        server = servers.ManagedServer("mosquitto", [servers.find_binary("mosquitto"), "-c",
+                                                     str(base / "mosquitto.conf")], log_dir, plain)
+        server.start()
+        try:
+            servers.wait_port("127.0.0.1", tls, 10, server.proc)
+            c = make_client(f"mqtts://rivermon_ingest:{password}@127.0.0.1:{tls}"
+                            f"?ca={etc / 'tls' / 'ca.crt'}", f"bm-{uuid.uuid4().hex[:6]}", protocol="5")
+            result: list = []
+            c.on_connect = lambda cl, u, f, rc, p: result.append(rc)
+            c.connect("127.0.0.1", tls)
+            deadline = time.monotonic() + 5
+            while not result and time.monotonic() < deadline:
+                c.loop(0.05)
+            c.disconnect()
+            assert result and not result[0].is_failure, server.tail_log()
+        finally:
+            server.stop()
+    finally:
+        sh.rmtree(base, ignore_errors=True)

@@ -42,7 +42,13 @@ printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEnciphe
 openssl x509 -req -in "$out/server.csr" -CA "$out/ca.crt" -CAkey "$out/ca.key" \
     -CAcreateserial -days "$days" -sha256 -extfile "$ext" -out "$out/server.crt" 2>/dev/null
 rm -f "$out/server.csr" "$ext" "$out/ca.srl"
-# The broker and the nodes need the certificates; only the broker needs server.key.
+# The broker and the nodes need the certificates; only the broker needs server.key. Mosquitto
+# reads all three after dropping root, as user mosquitto: the directory must be traversable and
+# server.key readable by that user (root:mosquitto 0640 when the group exists).
+chmod 755 "$out"
 chmod 644 "$out/ca.crt" "$out/server.crt"
 chmod 600 "$out/ca.key" "$out/server.key"
+if [ "$(id -u)" = 0 ] && getent group mosquitto >/dev/null 2>&1; then
+    chgrp mosquitto "$out/server.key" && chmod 640 "$out/server.key"
+fi
 echo "wrote $out/ca.crt (give it to the nodes), $out/server.crt and $out/server.key (the broker's); SAN $san"
