@@ -173,22 +173,25 @@ class DoHours:
 
 def do_hours(intervals: Iterable[Interval], start_ms: int, end_ms: int) -> DoHours:
     """Sum a held DO series into class and band hours over ``[start_ms, end_ms)``."""
-    out = DoHours(period_h=(end_ms - start_ms) / MS_PER_H)
+    # Milliseconds are summed as integers, so the hours add up exactly to the period.
+    ms = {c: 0 for c in DO_CLASSES}
+    bands = {"black_light": 0, "black_severe": 0}
     weighted = 0.0
+    low: float | None = None
     for a, b, v in intervals:
-        h = (b - a) / MS_PER_H
-        out.classes[classify_do(v)] += h
+        ms[classify_do(v)] += b - a
         band = black_band(v)
-        if band == "black_light":
-            out.black_light_h += h
-        elif band == "black_severe":
-            out.black_severe_h += h
-        out.covered_h += h
-        weighted += v * h
-        out.min_do = v if out.min_do is None or v < out.min_do else out.min_do
-    if out.covered_h:
-        out.mean_do = weighted / out.covered_h
-    return out
+        if band is not None:
+            bands[band] += b - a
+        weighted += v * (b - a)
+        low = v if low is None or v < low else low
+    covered = sum(ms.values())
+    return DoHours(period_h=(end_ms - start_ms) / MS_PER_H,
+                   classes={c: n / MS_PER_H for c, n in ms.items()},
+                   black_light_h=bands["black_light"] / MS_PER_H,
+                   black_severe_h=bands["black_severe"] / MS_PER_H,
+                   covered_h=covered / MS_PER_H, mean_do=weighted / covered if covered else None,
+                   min_do=low)
 
 
 # ---- results --------------------------------------------------------------------------------

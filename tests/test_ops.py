@@ -188,6 +188,29 @@ def test_workorders_csv_and_json(month, tmp_path):
     assert first["chainage_m"] == 215.0
 
 
+def test_workorders_without_an_alert_store_say_so(influx, tmp_path, capsys):
+    out = tmp_path / "none.json"
+    assert run(["workorders", "--out", str(out)], influx, tmp_path) == 0
+    assert json.loads(out.read_text(encoding="utf-8"))["count"] == 0
+    assert "no alert store at" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="does not exist"):
+        run(["workorders", "--alerts-db", str(tmp_path / "nope.sqlite")], influx, tmp_path)
+
+
+def test_month_report_api_for_the_panel(month, topology, tmp_path):
+    from rivermon.core.report import month_report
+
+    creek = topology.creek("huanglong")
+    mid = (MONTH_START + 15 * DAY) * 1000
+    with AlertStore(tmp_path / "var" / "alerts.sqlite") as store:
+        rep = month_report(month, creek, "2026-10", store, segment="hl-1", now_ms=mid)
+    [seg] = rep.segments
+    assert seg.end_ms == mid and seg.do.period_h == 15 * 24 and seg.do.classes["I"] == 15 * 24
+    assert rep.label == "2026年10月" and rep.creek_wide is None
+    assert rep.csv().splitlines()[1].split(",")[3] == "hl-1"
+    assert "2026-10-01 00:00 至 2026-10-16 00:00" in rep.html()
+
+
 def test_workorders_refuse_reversed_period(influx, tmp_path):
     with pytest.raises(ValueError, match="must be after --start"):
         run(["workorders", "--start", "2026-11-02", "--end", "2026-11-01"], influx, tmp_path)
