@@ -211,6 +211,14 @@ def test_committed_config_matches_the_broker_sizing_rivermon_tests_with():
         assert f"{key} {conf[key]}\n" in dev, key
 
 
+def test_every_service_account_node_add_issues_has_rights_in_the_aclfile():
+    users = {ln.split()[1] for ln in (DEPLOY / "aclfile").read_text().splitlines()
+             if ln.startswith("user ")}
+    assert set(nodes.SERVICES.values()) == users
+    from rivermon.core.reading import ID_RE
+    assert not any(ID_RE.match(u) for u in users), "a node id could take a service's name"
+
+
 def test_no_secret_is_committed():
     tracked = subprocess.run(["git", "ls-files", "deploy"], cwd=REPO, capture_output=True,
                              text=True, check=True).stdout.split()
