@@ -45,6 +45,8 @@ class NodeError(ValueError):
 
 @dataclass(frozen=True)
 class Credentials:
+    """What `node add` issued: the account, its password (shown once) and its topics."""
+
     username: str
     password: str
     password_file: str
@@ -55,10 +57,12 @@ class Credentials:
 
 
 def new_password() -> str:
+    """A fresh random password."""
     return secrets.token_urlsafe(PASSWORD_BYTES)
 
 
 def find_mosquitto_passwd() -> str:
+    """The mosquitto_passwd binary, or a NodeError that says how to install it."""
     for candidate in (shutil.which("mosquitto_passwd"), "/usr/bin/mosquitto_passwd"):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
@@ -73,6 +77,7 @@ def ensure_password_file(path: Path) -> None:
         raise NodeError(f"password file directory {path.parent} does not exist")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     os.close(fd)
+    os.chmod(path, 0o640)  # whatever the umask
     _give_to_broker_group(path)
 
 
@@ -107,6 +112,7 @@ def write_secret_file(path: Path, password: str) -> None:
 
 
 def node_credentials(node: str, creek: str, prefix: str, password_file: Path) -> Credentials:
+    """A node's account (user name = node id) with a new password and the topics it may use."""
     if not ID_RE.match(node):
         raise NodeError(f"node id {node!r} must match [a-z0-9][a-z0-9-]{{0,31}} (contract)")
     if not ID_RE.match(creek):
@@ -119,6 +125,7 @@ def node_credentials(node: str, creek: str, prefix: str, password_file: Path) ->
 
 
 def service_credentials(service: str, password_file: Path) -> Credentials:
+    """A service's account (rights in deploy/mosquitto/aclfile) with a new password."""
     if service not in SERVICES:
         raise NodeError(f"service {service!r} must be one of {', '.join(SERVICES)}")
     return Credentials(username=SERVICES[service], password=new_password(),
@@ -144,6 +151,7 @@ def topology_check(cfg: Config, creek: str | None, node: str) -> tuple[str, str 
 
 
 def render(creds: Credentials) -> str:
+    """The credentials as an operator reads them."""
     lines = [f"{creds.kind} {creds.username}: credentials issued (the password is shown once "
              "and stored nowhere else)",
              f"  username: {creds.username}",
@@ -159,6 +167,7 @@ def render(creds: Credentials) -> str:
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add `rivermon node add`."""
     p = sub.add_parser("node", help="issue MQTT credentials for nodes and services")
     node_sub = p.add_subparsers(dest="node_command", metavar="ACTION", required=True)
     add = node_sub.add_parser(
