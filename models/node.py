@@ -45,7 +45,7 @@ class Params:
     # departure from the node's own recent level and diurnal profile
     z_on: float = 4.0
     z_off: float = 2.0
-    departure_min_s: float = 150.0
+    departure_min_s: float = 90.0
     history_buckets: int = 6
     warm_buckets: int = 3
     learn_rate: float = 0.08
@@ -195,6 +195,7 @@ def _run(m: NodeModel, st: dict[str, Any], t: np.ndarray,
     segs = [(int(bid[i0]), i0, i1) for i0, i1 in zip(cuts[:-1], cuts[1:])]
     spans = _timing(m, st, t, segs)
     do_track = None
+    confirm: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for f, x in cols.items():
         valid = ~np.isnan(x)
         if not valid.any():
@@ -205,8 +206,8 @@ def _run(m: NodeModel, st: dict[str, Any], t: np.ndarray,
             spans += _battery(m, st, tt, xx)
         elif f == "aerator_on" and "power_w" in cols:
             spans += _aerator(m, st, tt, xx, cols["power_w"] if allv else cols["power_w"][valid])
-        if f in ("orp_mv", "nh3n_mg_l", "transparency_cm"):
-            st["confirm"][f] = [float(tt[-1]), float(xx[-1])]
+        if f in CONFIRM:
+            confirm[f] = (tt, xx)
         if not F.is_water_field(f):
             continue
         fs = st["fields"].setdefault(f, _new_field_state())
@@ -216,7 +217,9 @@ def _run(m: NodeModel, st: dict[str, Any], t: np.ndarray,
         if f == "do_mg_l":
             do_track = (y_t, y)
     if do_track is not None and do_track[0].size:
-        spans += _standards(m, st, *do_track)
+        spans += _standards(m, st, *do_track, confirm)
+    for f, (tt, xx) in confirm.items():
+        st["confirm"][f] = [float(tt[-1]), float(xx[-1])]
     return spans, st
 
 
@@ -247,6 +250,8 @@ def _timing(m: NodeModel, st: dict[str, Any], t: np.ndarray,
     off_lim = np.empty(t.size)
     gap_lim = np.empty(t.size)
     for b, i0, i1 in segs:
+        if st["dt"] is None:
+            off_lim[i0:i1] = gap_lim[i0:i1] = np.inf
         if st["bucket"] is not None and b != st["bucket"] and st["bdt"]:
             med = _med(np.asarray(st["bdt"], float))
             st["dt"] = med if st["dt"] is None else st["dt"] + 0.2 * (med - st["dt"])
@@ -254,9 +259,10 @@ def _timing(m: NodeModel, st: dict[str, Any], t: np.ndarray,
         if st["bucket"] != b:
             st["n_buckets"] += 1
         st["bucket"] = b
-        off_lim[i0:i1] = _offline_after(p, st["dt"])
         g = _gap_after(p, st["dt"])
-        gap_lim[i0:i1] = g
+        if st["dt"] is not None:
+            off_lim[i0:i1] = _offline_after(p, st["dt"])
+            gap_lim[i0:i1] = g
         d = dt[i0:i1]
         st["bdt"].extend(d[(d > 0) & (d <= g)].tolist())
     st["bdt"] = st["bdt"][-2000:]
@@ -311,7 +317,7 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
         nz = fs["noise"] if fs["noise"] is not None else pr.noise
         if nz is not None:
             noise[i0:i1] = nz
-        need[i0:i1] = _stuck_need(p, fs["peq"])
+        need[i0:i1] = _stuck_need(p, fs["peq"], pr.noise is not None)
         fs["bx"].extend(xx[i0:i1].tolist())
         fs["bt"].extend(tt[i0:i1].tolist())
     P = len(fs["prev"])
@@ -373,8 +379,10 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
     return spans, tt, y
 
 
-def _stuck_need(p: Params, peq: float | None) -> float:
+def _stuck_need(p: Params, peq: float | None, known: bool) -> float:
     """How many equal readings in a row are suspicious for a field that changes this often."""
+    if peq is None and not known:
+        return float("inf")  # a new kind of field: learn how often it repeats first
     peq = 0.1 if peq is None else peq
     if peq > 0.6:
         return float("inf")  # this field is normally flat (a slow or coarse probe)
@@ -408,14 +416,24 @@ def _departure_evidence(f: str, pr: F.FieldPrior, sgn: int, z: np.ndarray, xx: n
 
 
 def _reference(m: NodeModel, fs: dict[str, Any], bucket: int) -> tuple[float | None, float | None]:
-    """The most recent learned hourly level within the last few buckets, and its mid-time."""
+    """The node's recent level (median of the last three learned hours, each moved to the
+    newest hour's time of day by the diurnal profile) and the time it stands for."""
     p = m.params
-    if not fs["hist"]:
+    hist = [h for h in fs["hist"][-3:] if bucket - h[0] <= p.history_buckets]
+    if not hist:
         return None, None
-    hb, level = fs["hist"][-1]
-    if bucket - hb > p.history_buckets:
-        return None, None
-    return level, (hb + 0.5) * p.bucket_s - p.tz_offset_s
+    hb = hist[-1][0]
+    tref = (hb + 0.5) * p.bucket_s - p.tz_offset_s
+    if len(hist) == 1:
+        return hist[0][1], tref
+    at_ref = _profile_scalar(m, fs, tref)
+    moved = []
+    for b, level in hist:
+        pb = _profile_scalar(m, fs, (b + 0.5) * p.bucket_s - p.tz_offset_s)
+        moved.append(level + (at_ref - pb) if (at_ref is not None and pb is not None) else level)
+    moved.sort()
+    k = len(moved) // 2
+    return (moved[k] if len(moved) % 2 else 0.5 * (moved[k - 1] + moved[k])), tref
 
 
 def _profile_at(m: NodeModel, fs: dict[str, Any], t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -443,7 +461,8 @@ def _scale(m: NodeModel, fs: dict[str, Any], pr: F.FieldPrior) -> float | None:
     floor = 0.5 * pr.scale if pr.scale else 0.0
     if fs["res"] and not pr.log:
         floor = max(floor, 2.0 * fs["res"])
-    if fs["scale_n"] >= m.params.warm_buckets and fs["scale"] is not None:
+    warm = m.params.warm_buckets if pr.scale else 2 * m.params.warm_buckets
+    if fs["scale_n"] >= warm and fs["scale"] is not None:
         return max(fs["scale"], floor, 1e-9)
     if pr.scale:
         return 1.5 * pr.scale
@@ -452,7 +471,8 @@ def _scale(m: NodeModel, fs: dict[str, Any], pr: F.FieldPrior) -> float | None:
 
 # ---- standards: GB 3838 DO classes and the black-odorous DO bands -------------------------------
 
-def _standards(m: NodeModel, st: dict[str, Any], tt: np.ndarray, y: np.ndarray) -> list[Span]:
+def _standards(m: NodeModel, st: dict[str, Any], tt: np.ndarray, y: np.ndarray,
+               confirm: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[Span]:
     p = m.params
     spans: list[Span] = []
     alarms: dict[str, np.ndarray] = {}
@@ -469,17 +489,17 @@ def _standards(m: NodeModel, st: dict[str, Any], tt: np.ndarray, y: np.ndarray) 
         onset_ff = np.where(li >= 0, onset[np.maximum(li, 0)], first)
         car["onset"] = float(onset_ff[-1]) if alarm[-1] and not np.isnan(onset_ff[-1]) else None
         alarms[kind] = (alarm, onset_ff, thr)
-    confirm = _confirmations(m, st, float(tt[-1]))
     bo, bo_on, bo_thr = alarms["black_odorous"]
     low, low_on, low_thr = alarms["low_do"]
     if bo.any():
         def ev_bo(i0: int, i1: int) -> dict[str, Any]:
             lo = float(y[i0:i1].min())
             severe = lo < p.do_black_severe_mg_l
+            conf = _confirmations(st, confirm, float(tt[i0]) - 3600.0, float(tt[i1 - 1]))
             return {"field": "do_mg_l", "value": round(lo, 3), "threshold": bo_thr,
                     "severe_threshold": p.do_black_severe_mg_l, "band": "severe" if severe else "light",
-                    "duration_s": round(float(tt[i1 - 1] - bo_on[i0])), "confirmed_by": confirm,
-                    "_severity": "critical" if (severe or confirm) else "warning"}
+                    "duration_s": round(float(tt[i1 - 1] - bo_on[i0])), "confirmed_by": conf,
+                    "_severity": "critical" if (severe or conf) else "warning"}
         spans += _spans(m, "black_odorous", bo, tt, bo_on, "warning", "do_mg_l", ev_bo)
     if low.any():
         spans += _spans(m, "low_do", low, tt, low_on, "warning", "do_mg_l",
@@ -489,13 +509,22 @@ def _standards(m: NodeModel, st: dict[str, Any], tt: np.ndarray, y: np.ndarray) 
     return spans
 
 
-def _confirmations(m: NodeModel, st: dict[str, Any], now: float) -> list[str]:
-    """Which black-odorous indicators besides DO are in their band (read within the hour)."""
+CONFIRM = {"orp_mv": lambda v: v < 50.0, "nh3n_mg_l": lambda v: v > 8.0,
+           "transparency_cm": lambda v: v < 25.0}
+
+
+def _confirmations(st: dict[str, Any], confirm: dict[str, tuple[np.ndarray, np.ndarray]],
+                   lo: float, hi: float) -> list[str]:
+    """Which black-odorous indicators besides DO were in their band between ``lo`` and ``hi``."""
     out = []
-    for f, test in (("orp_mv", lambda v: v < 50.0), ("nh3n_mg_l", lambda v: v > 8.0),
-                    ("transparency_cm", lambda v: v < 25.0)):
+    for f, test in CONFIRM.items():
         seen = st["confirm"].get(f)
-        if seen and now - seen[0] <= 3600 and test(seen[1]):
+        hit = bool(seen and lo <= seen[0] <= hi and test(seen[1]))
+        if not hit and f in confirm:
+            tt, xx = confirm[f]
+            sel = (tt >= lo) & (tt <= hi)
+            hit = bool(sel.any() and test(xx[sel]).any())
+        if hit:
             out.append(f)
     return out
 

@@ -29,6 +29,7 @@ class SpatialParams:
     rain_min_nodes: int = 3
     rain_window_s: float = 1800.0  # their onsets lie within this window
     order_min_s: float = 60.0      # onsets closer than this say nothing about direction
+    confirm_s: float = 120.0       # a new cluster waits this long: rain shows up everywhere
 
 
 @dataclass
@@ -88,6 +89,11 @@ class Spatial:
         rain = self._rain(active, now, until, alive)
         if rain is not None:
             return [rain]
+        cl = self.cluster
+        ongoing = cl is not None and now - cl["until"] <= self.p.hold_s
+        seen = min(v[1] for s in active.values() for v in s.values())
+        if not ongoing and now - seen < self.p.confirm_s:
+            return []  # wait a little: is it one node's discharge or rain everywhere?
         return [self._discharge(active, now, until, alive, faulty)]
 
     def _active(self, now: float, faulty: Callable[[str, float], bool]) -> dict[str, dict[str, list]]:
@@ -135,10 +141,16 @@ class Spatial:
             # its first node has recovered and only nodes further on still show it
             first = cl["first"]
             onset.setdefault(first, cl["onset"])
+        seen_onsets = dict(cl.get("onsets", {})) if sticky else {}
+        for n, o in onset.items():
+            seen_onsets[n] = min(o, seen_onsets.get(n, o))
+        onset = seen_onsets
         self.cluster = {"first": first, "onset": onset[first],
                         "until": max(until, cl["until"] if sticky else until),
-                        "normal": cl["normal"] if sticky else None}
-        reverse = self._reversed(known, onset)
+                        "normal": cl["normal"] if sticky else None, "onsets": onset,
+                        "first_evidence": cl.get("first_evidence", {}) if sticky else {}}
+        order = sorted(onset, key=lambda n: (onset[n], n))
+        reverse = self._reversed([n for n in order if n in self.sensors], onset)
         normal = [n for n in self.sensors if n not in active and alive(n, now) and not faulty(n, now)]
         if self.cluster.get("normal") is not None:
             normal = [n for n in self.cluster["normal"] if n not in active]  # as when it began
@@ -149,7 +161,9 @@ class Spatial:
         if first in active:
             self.cluster["first_evidence"] = {k: v[3] for k, v in active[first].items()}
         fnode = self.sensors.get(first)
-        seg = outlets[0].segment if outlets else (fnode.segment if fnode else "")
+        # the alert belongs to the first abnormal node's segment: stable while the direction
+        # (and so the outlet) is still being worked out; the outlets' segments are evidence
+        seg = fnode.segment if fnode else (outlets[0].segment if outlets else "")
         between = self._bounding_normal(self.sensors[first], normal, reverse) if fnode else None
         ev: dict[str, Any] = {
             "first_node": first,
@@ -157,11 +171,11 @@ class Spatial:
             "outlets": [o.id for o in outlets],
             "outlet_sizes": [o.size for o in outlets],
             "outlet_banks": [o.bank for o in outlets],
+            "outlet_segments": [o.segment for o in outlets],
             "upstream_normal": between,
             "flow": "reversed" if reverse else "normal",
             "signals": {n: sorted(s) for n, s in active.items()},
-            "first_evidence": ({k: v[3] for k, v in active[first].items()} if first in active
-                               else self.cluster.get("first_evidence", {})),
+            "first_evidence": self.cluster.get("first_evidence", {}),
         }
         return Finding("discharge", seg, first, onset[first], now, until, "critical", ev)
 
