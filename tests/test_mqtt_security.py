@@ -298,7 +298,8 @@ def test_service_credentials_have_the_rights_they_need(broker, clients):
     detect = clients("rivermon_detect")
     detect.subscribe(f"{PREFIX}/_accepted/#", f"{PREFIX}/+/alerts")
     web = clients("rivermon_web")
-    web.subscribe(f"{PREFIX}/+/alerts")
+    # The panel's live view (web/live.py) follows alerts and the commands aerators are sent.
+    web.subscribe(f"{PREFIX}/+/alerts", f"{PREFIX}/+/+/cmd")
     sim = clients("rivermon_sim")
     sim.subscribe(f"{PREFIX}/+/+/cmd")
 
@@ -320,6 +321,7 @@ def test_service_credentials_have_the_rights_they_need(broker, clients):
     assert web.got(f"{PREFIX}/{CREEK}/alerts", alert)
     assert sim.got(topic("hl1-a1", "cmd"), cmd)
     assert sim.got(topic("hl1-a1", "cmd"), web_cmd)
+    assert web.got(topic("hl1-a1", "cmd"), cmd)
     # A service cannot forge node telemetry either (only the simulator plays nodes).
     forged = payload()
     ingest.publish(topic("hl1-s1", "telemetry"), forged)
