@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -162,6 +163,8 @@ def backfill(client: InfluxClient, topology: Topology, creek: str, path: str | P
 
     ``on_rows(n)`` is called after each batch (progress); ``on_reject(rejection)`` for every
     refused row or field (e.g. a :class:`RejectsWriter`), so refusals are never held in memory.
+    One batch is written in a background thread while the next is validated (InfluxDB and
+    Python then share the two cores); at most one write is outstanding.
     """
     path = Path(path)
     if topology.creek(creek) is None:
@@ -170,54 +173,72 @@ def backfill(client: InfluxClient, topology: Topology, creek: str, path: str | P
     now = time.time() if now is None else now
     client.ensure_database()
     result = BackfillResult(on_reject=on_reject)
-    batch: list[tuple[int, str, str, str]] = []  # (line, time text, node, line protocol)
+    batch: list[Pending] = []
     pending_rows = 0
-    for line_no, row in read_rows(path):
-        result.rows += 1
-        pending_rows += 1
-        if isinstance(row, str):
-            result.refuse(RowRejection(line_no, "", "", R_ROW, "", row))
-            result.rows_refused += 1
-            continue
-        reading = row_reading(creek, line_no, row, now, result)
-        if reading is None:
-            result.rows_refused += 1
-            continue
-        batch.append((line_no, row.get("time", ""), reading.node, telemetry_line(reading, topology)))
-        if len(batch) >= batch_lines:
-            _flush(client, batch, result)
-            batch = []
-            if on_rows:
-                on_rows(pending_rows)
-            pending_rows = 0
-    _flush(client, batch, result)
-    if on_rows and pending_rows:
-        on_rows(pending_rows)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-write") as pool:
+        inflight: tuple[Future[Flushed], int] | None = None
+        for line_no, row in read_rows(path):
+            result.rows += 1
+            pending_rows += 1
+            if isinstance(row, str):
+                result.refuse(RowRejection(line_no, "", "", R_ROW, "", row))
+                result.rows_refused += 1
+                continue
+            reading = row_reading(creek, line_no, row, now, result)
+            if reading is None:
+                result.rows_refused += 1
+                continue
+            batch.append((line_no, row.get("time", ""), reading.node, telemetry_line(reading, topology)))
+            if len(batch) >= batch_lines:
+                _settle(inflight, result, on_rows)
+                inflight = (pool.submit(_flush, client, batch, result.written), pending_rows)
+                batch, pending_rows = [], 0
+        _settle(inflight, result, on_rows)
+        _settle((pool.submit(_flush, client, batch, result.written), pending_rows), result, on_rows)
     return result
 
 
-def _flush(client: InfluxClient, batch: list[tuple[int, str, str, str]], result: BackfillResult) -> None:
+Pending = tuple[int, str, str, str]  # (CSV line, time text, node, line protocol)
+Flushed = tuple[int, list[RowRejection]]  # (points stored, points InfluxDB refused)
+
+
+def _settle(inflight: "tuple[Future[Flushed], int] | None", result: BackfillResult,
+            on_rows: Callable[[int], None] | None) -> None:
+    """Wait for the outstanding write and account for it (re-raising its failure)."""
+    if inflight is None:
+        return
+    future, rows = inflight
+    written, refused = future.result()
+    result.written += written
+    result.rows_refused += len(refused)
+    for r in refused:
+        result.refuse(r)
+    if on_rows and rows:
+        on_rows(rows)
+
+
+def _flush(client: InfluxClient, batch: list[Pending], stored_before: int) -> Flushed:
     """Write one batch; when InfluxDB refuses it (4xx), write line by line to name the culprits."""
     if not batch:
-        return
+        return 0, []
     try:
         _write(client, [b[3] for b in batch])
-        result.written += len(batch)
-        return
+        return len(batch), []
     except InfluxError as exc:
         if exc.retryable:
-            raise InfluxError(f"{exc}; {result.written} readings were stored before this; "
+            raise InfluxError(f"{exc}; {stored_before} readings were stored before this; "
                               f"backfill is idempotent, run it again when InfluxDB is back") from None
+    written, refused = 0, []
     for line_no, time_text, node, lp in batch:
         try:
             _write(client, [lp])
-            result.written += 1
+            written += 1
         except InfluxError as exc:
             if exc.retryable:
                 raise
-            result.rows_refused += 1
-            result.refuse(RowRejection(line_no, time_text, node, R_INFLUX, "",
-                                                  f"InfluxDB refused the point: {exc.body or exc}"))
+            refused.append(RowRejection(line_no, time_text, node, R_INFLUX, "",
+                                        f"InfluxDB refused the point: {exc.body or exc}"))
+    return written, refused
 
 
 def _write(client: InfluxClient, lines: list[str]) -> None:

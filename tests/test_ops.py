@@ -291,6 +291,23 @@ def test_backfill_refuses_a_file_without_the_replay_columns(influx, tmp_path):
         run(["backfill", str(tmp_path / "missing.csv")], influx, tmp_path)
 
 
+def test_backfill_names_the_points_influxdb_refuses(influx, tmp_path, capsys):
+    # A new probe's field first arrives as a boolean, then as a number: InfluxDB refuses the
+    # second (field type conflict); the rest of the batch is stored and the refusal named.
+    src = tmp_path / "conflict.csv"
+    src.write_text("time,node,x_flag,do_mg_l\n"
+                   "2026-11-02T00:00:00+08:00,hl1-s1,true,\n"
+                   "2026-11-02T00:10:00+08:00,hl1-s1,3,\n"
+                   "2026-11-02T00:20:00+08:00,hl1-s1,,6.0\n", encoding="utf-8")
+    assert run(["backfill", str(src), "--batch", "5000"], influx, tmp_path) == 0
+    [refused] = _csv(tmp_path / "conflict.rejects.csv")
+    assert (refused["line"], refused["reason"]) == ("3", "influx_refused")
+    assert "conflict" in refused["detail"]
+    stored = influx.rows('SELECT "x_flag", "do_mg_l" FROM "telemetry"')
+    assert [(r["x_flag"], r["do_mg_l"]) for r in stored] == [(True, None), (None, 6.0)]
+    assert "2 readings stored" in capsys.readouterr().err
+
+
 def test_backfill_with_influxdb_down_ends_with_a_sentence(tmp_path, capsys):
     from types import SimpleNamespace
 
