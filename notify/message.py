@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from rivermon.core.alerts import KIND_NAMES
+from rivermon.core.alerts import KIND_NAMES, severity_rank
 from rivermon.core.topology import Topology
 
 SEVERITY_ZH = {"info": "提示", "warning": "警告", "critical": "严重"}
@@ -177,12 +177,32 @@ def render(notice: Notice, t: Texts, style: str) -> Message:
 
 def render_digest(events: list[dict[str, Any]], t: Texts, style: str, window: str) -> list[Message]:
     """The quiet-hours digest: one line per held alert (its state now), split to fit the limits."""
-    limit = LIMITS[("wecom", "text" if style == "text" else "markdown")]
     lines = [_digest_line(e, t, style) for e in events]
     head = f"静默时段（{window}）汇总：{len(events)} 条非紧急告警"
-    title = f"【汇总】{head}"
+    english = f"Quiet-hours digest ({window}): {len(events)} non-critical alert(s)"
+    return _list_messages(f"【汇总】{head}", head, english, lines, style)
+
+
+def render_reminders(items: list[tuple[dict[str, Any], int, float]], t: Texts,
+                     style: str) -> list[Message]:
+    """One reminder for several alerts due at once (``(event, n, unacknowledged_s)`` each).
+
+    The robots allow about 20 messages a minute; a burst of reminders, one per alert, would
+    hit that limit and bury the group, so they go out as one list.
+    """
+    worst = max((str(e.get("severity")) for e, _, _ in items), key=severity_rank)
+    lines = [_digest_line(e, t, style, f"第{n}次提醒，已{_minutes(open_s)}未确认") for e, n, open_s in items]
+    head = f"提醒：{len(items)} 条告警仍未确认"
+    english = f"Reminder: {len(items)} alert(s) still unacknowledged"
+    title = f"【{SEVERITY_ZH.get(str(worst), str(worst))}】{head}"
+    return _list_messages(title, head, english, lines, style)
+
+
+def _list_messages(title: str, head: str, english: str, lines: list[str], style: str) -> list[Message]:
+    """A heading, one line per alert and an English footer, split into messages that fit."""
+    limit = LIMITS[("wecom", "text" if style == "text" else "markdown")]
     chunks: list[list[str]] = [[]]
-    budget = limit - len(head.encode()) - 200
+    budget = limit - len(head.encode()) - len(english.encode()) - 100
     for line in lines:
         if chunks[-1] and sum(len(x.encode()) + 1 for x in chunks[-1]) + len(line.encode()) > budget:
             chunks.append([])
@@ -191,18 +211,15 @@ def render_digest(events: list[dict[str, Any]], t: Texts, style: str, window: st
     for i, chunk in enumerate(chunks, 1):
         part = f"（{i}/{len(chunks)}）" if len(chunks) > 1 else ""
         top = f"### {head}{part}" if style != "text" else f"{head}{part}"
-        english = f"Quiet-hours digest ({window}): {len(events)} non-critical alert(s)"
-        foot = (f'<font color="comment">{english}</font>' if style == "wecom" else english)
-        content = "\n".join([top, *chunk, foot])
-        out.append(Message(title + part, content))
+        foot = f'<font color="comment">{english}</font>' if style == "wecom" else english
+        out.append(Message(title + part, "\n".join([top, *chunk, foot])))
     return out
 
 
-def _digest_line(e: dict[str, Any], t: Texts, style: str) -> str:
+def _digest_line(e: dict[str, Any], t: Texts, style: str, status: str = "") -> str:
     sev = SEVERITY_ZH.get(str(e.get("severity")), str(e.get("severity")))
-    state = STATE_ZH.get(str(e.get("state")), str(e.get("state")))
-    text = (f"【{sev}】{kind_name(e)['zh']} {t.place(e)} {t.time(e.get('start'))} 起，"
-            f"当前{state}")
+    status = status or f"当前{STATE_ZH.get(str(e.get('state')), str(e.get('state')))}"
+    text = f"【{sev}】{kind_name(e)['zh']} {t.place(e)} {t.time(e.get('start'))} 起，{status}"
     zh = _summary(e, "zh")
     if zh:
         text += f"：{zh[:80]}"

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rivermon.core.alerts import SEVERITIES, STATES
-from rivermon.notify.message import Notice, Texts, render, render_digest
+from rivermon.notify.message import Notice, Texts, render, render_digest, render_reminders
 from rivermon.notify.outbox import Outbox, TrackedAlert
 from rivermon.notify.quiet import QuietHours
 from rivermon.notify.routes import Route, Routes, Target
@@ -38,6 +38,7 @@ from rivermon.notify.targets import chat_payload, webhook_payload
 log = logging.getLogger("rivermon.notify")
 
 STATE_RANK = {s: i for i, s in enumerate(STATES)}
+REMIND_BATCH_MAX_S = 60.0  # reminders due this much later still join a list sent now
 
 
 class EventError(ValueError):
@@ -235,13 +236,21 @@ class Notifier:
         now = self.clock()
         with self.outbox.tx():
             self._release_held(now)
+        due: dict[str, list[tuple[TrackedAlert, str, int, bool]]] = {}
+        strict: set[str] = set()
         for alert in self.outbox.alerts_in_state("open"):
-            if not (self._reminders_due(alert, now) or self._escalations_due(alert, now)):
+            if not (self._reminders_due(alert, now, early=True) or self._escalations_due(alert, now)):
                 continue
             with self.outbox.tx():
                 if self._still_open(alert, now):
                     self._escalate(alert, now)
-                    self._remind(alert, now)
+                    for target, route_name, n, on_time in self._reminders_due(alert, now, early=True):
+                        due.setdefault(target, []).append((alert, route_name, n, on_time))
+                        if on_time:
+                            strict.add(target)
+        with self.outbox.tx():
+            for target in strict:
+                self._remind(target, due[target], now)
 
     def _still_open(self, alert: TrackedAlert, now: float) -> bool:
         """Check the alert store (same machine) before nagging people about an alert."""
@@ -265,25 +274,47 @@ class Notifier:
             self._store = AlertStore(self.alert_store_path, tz=self.texts.tz)
         return self._store
 
-    def _reminders_due(self, alert: TrackedAlert, now: float) -> list[tuple[str, str, int]]:
-        """(target, route, reminders so far) of every reminder due now."""
+    def _reminders_due(self, alert: TrackedAlert, now: float,
+                       early: bool = False) -> list[tuple[str, str, int, bool]]:
+        """(target, route, reminders so far, due already) of every reminder due now.
+
+        With ``early``, reminders due within the next tenth of their interval (at most a
+        minute) are included too, flagged not yet due: they join a list sent to the same target.
+        """
         due = []
         for target, (route_name, last, n) in self.outbox.subs(alert.id).items():
             route = self.routes.route(route_name)
             every = route.remind_s if route is not None and route.remind_s is not None else self.policy.remind_s
-            if every <= 0 or now - last < every:
+            slack = min(REMIND_BATCH_MAX_S, every * 0.1) if early else 0.0
+            if every <= 0 or now - last < every - slack:
                 continue
             target_cfg = self.routes.targets.get(target)
             quiet = self._quiet_for(route_name) if target_cfg is not None and target_cfg.chat else None
             if quiet is not None and alert.severity != "critical" and quiet.active(now):
                 continue  # the digest at the end of quiet hours covers it
-            due.append((target, route_name, n))
+            due.append((target, route_name, n, now - last >= every))
         return due
 
-    def _remind(self, alert: TrackedAlert, now: float) -> None:
-        for target, route_name, n in self._reminders_due(alert, now):
-            self._send(target, route_name, Notice("reminder", alert.event, n=n + 1,
-                                                  open_s=now - alert.first_seen), now)
+    def _remind(self, target_name: str, items: list[tuple[TrackedAlert, str, int, bool]],
+                now: float) -> None:
+        """Reminders due for one target: one message each, or one list for a chat robot."""
+        target = self.routes.targets.get(target_name)
+        if target is None or not target.chat:
+            items = [it for it in items if it[3]]  # machines need no batching: only those due
+        if target is None or not target.chat or len(items) == 1:
+            for alert, route_name, n, _ in items:
+                self._send(target_name, route_name, Notice("reminder", alert.event, n=n + 1,
+                                                           open_s=now - alert.first_seen), now)
+            return
+        style = "text" if target.msgtype == "text" else target.type
+        listed = [(a.event, n + 1, now - a.first_seen) for a, _, n, _ in items]
+        ids = ",".join(a.id for a, _, _, _ in items)
+        for message in render_reminders(listed, self.texts, style):
+            self.outbox.enqueue(target.name, ids, "reminder",
+                                json.dumps(chat_payload(target, message), ensure_ascii=False), now)
+        for alert, _, _, _ in items:
+            self.outbox.touch_sub(alert.id, target.name, now, reminded=True)
+        self.on_enqueue(target.name)
 
     def _escalations_due(self, alert: TrackedAlert, now: float) -> list[Route]:
         if alert.severity != "critical" or alert.critical_since is None:

@@ -33,7 +33,7 @@ from rivermon.notify.message import Texts
 from rivermon.notify.notifier import Notifier, Policy
 from rivermon.notify.outbox import Outbox
 from rivermon.notify.quiet import parse_quiet_hours
-from rivermon.notify.routes import Routes, Target, empty_routes, load_routes
+from rivermon.notify.routes import Target, empty_routes, load_routes
 from rivermon.notify.targets import DeliveryError, send
 
 log = logging.getLogger("rivermon.notify")

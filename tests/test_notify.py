@@ -293,3 +293,38 @@ def test_one_notifier_per_outbox(tmp_path):
     finally:
         first.stop()
     NotifyService(cfg).stop()  # free again once the first is gone
+
+
+# ---- the notifier's timers, on a clock of its own ------------------------------------------
+
+def test_reminders_due_together_reach_a_robot_as_one_list(tmp_path, texts):
+    from rivermon.notify.notifier import Notifier, Policy
+    from rivermon.notify.outbox import Outbox
+
+    routes = parse_routes({"targets": {"w": {"type": "wecom", "url": "http://127.0.0.1:1/w"},
+                                       "h": {"type": "webhook", "url": "http://127.0.0.1:1/h"}},
+                           "routes": [{"targets": ["w", "h"]}]})
+    clock = [1000.0]
+    box = Outbox(tmp_path / "notify.sqlite")
+    notifier = Notifier(box, routes, texts, Policy(remind_s=600, escalate_s=0), clock=lambda: clock[0])
+    try:
+        with box.tx():
+            notifier.apply(event(alert_id="a-1"), 1000.0)
+            notifier.apply(event(alert_id="a-2", severity="warning"), 1030.0)  # within the 60 s slack
+        for now in (1500.0, 1600.0):
+            clock[0] = now
+            notifier.tick()
+        chat = [d for d in box.deliveries("w") if d["reason"] == "reminder"]
+        assert len(chat) == 1 and chat[0]["alert_id"] == "a-1,a-2"
+        content = json.loads(chat[0]["body"])["markdown"]["content"]
+        assert content.startswith("### 提醒：2 条告警仍未确认")
+        assert "第1次提醒，已10分钟未确认" in content and f"{PANEL}/alerts/a-2" in content
+        hooks = [json.loads(d["body"])["notify"] for d in box.deliveries("h") if d["reason"] == "reminder"]
+        assert hooks == [{"reason": "reminder", "link": f"{PANEL}/alerts/a-1", "n": 1, "unacknowledged_s": 600.0}]
+        clock[0] = 1640.0  # a-2 on its own time for the webhook; the robot already has it
+        notifier.tick()
+        assert len([d for d in box.deliveries("w") if d["reason"] == "reminder"]) == 1
+        assert len([d for d in box.deliveries("h") if d["reason"] == "reminder"]) == 2
+    finally:
+        notifier.close()
+        box.close()
