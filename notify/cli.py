@@ -37,6 +37,20 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     s.set_defaults(func=_sink)
 
 
+def register_bench(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("notify", parents=[common],
+                       help="alert latency to a local WeCom receiver and burst throughput, against limits")
+    p.add_argument("--alerts", type=int, default=500, help="alerts in the burst [default: 500]")
+    p.add_argument("--trickle", type=int, default=30, help="alerts sent at 10/s for latency [default: 30]")
+    p.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace, cfg: Config) -> int:
+    from rivermon.notify.bench import bench_notify
+
+    return bench_notify(args, cfg)
+
+
 def _notify(args: argparse.Namespace, cfg: Config) -> int:
     if args.check:
         return _check(cfg)
