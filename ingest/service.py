@@ -162,6 +162,7 @@ class Ingestor:
         # Resubscribe on every connect: a session the broker lost (restart without
         # persistence, expiry) would otherwise leave us connected and deaf.
         topics = subscriptions(self.cfg)
+        self._drop_old_subscriptions(client, topics)
         if self.v5:
             from paho.mqtt.subscribeoptions import SubscribeOptions
             client.subscribe([(t, SubscribeOptions(qos=1)) for t in topics])
@@ -170,6 +171,23 @@ class Ingestor:
         log.info("connected to the broker", extra={
             "session_present": bool(getattr(flags, "session_present", False)),
             "broker": self.broker.display()})
+
+    def _drop_old_subscriptions(self, client: mqtt.Client, topics: list[str]) -> None:
+        """Unsubscribe filters an earlier run of this client id had (say, before a share group
+        was set): the persistent session keeps them, and they would deliver twice."""
+        path = spool_dir(self.cfg).parent / "subscriptions.json"
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = []
+        stale = [t for t in old if isinstance(t, str) and t not in topics]
+        if stale:
+            client.unsubscribe(stale)
+            log.info("unsubscribed filters of an earlier configuration", extra={"filters": stale})
+        if stale or old != topics:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(topics))
+            tmp.replace(path)
 
     def on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any,
                      properties: Any = None) -> None:
