@@ -210,6 +210,12 @@ class MonthReport:
     def csv(self) -> str:
         return report_csv(self.rows())
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the month, the period and every segment's figures (node detail included)."""
+        return {"creek": self.creek.id, "month": self.month, "timezone": self.creek.timezone,
+                "segments": [s.as_dict() for s in self.segments],
+                "creek_wide_alerts": self.creek_wide.as_dict() if self.creek_wide else None}
+
     def html(self, generated_ms: int | None = None) -> str:
         return render_report_html(report_context(self.creek, self.segments, self.label,
                                                  self.creek_wide, generated_ms))

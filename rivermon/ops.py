@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +29,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                                    "for one local month of the creek's time zone.")
     p.add_argument("--month", required=True, help="the month, YYYY-MM (local time of the creek)")
     p.add_argument("--segment", help="only this segment (default: every segment)")
-    p.add_argument("--format", choices=("csv", "html"), help="default: from --out's suffix, else csv")
+    p.add_argument("--format", choices=("csv", "html", "json"),
+                   help="default: from --out's suffix, else csv")
     p.add_argument("--out", help="output file (default: standard output)")
     _creek_flag(p)
     p.add_argument("--gap-limit-min", type=float, default=30.0,
@@ -149,7 +151,7 @@ def run_report(args: argparse.Namespace, cfg: Config) -> int:
     from rivermon.core.progress import progress
     from rivermon.core.report import month_period, month_report
 
-    fmt = _format(args.format, args.out, ("csv", "html"))
+    fmt = _format(args.format, args.out, ("csv", "html", "json"))
     if args.gap_limit_min <= 0:
         raise ValueError(f"--gap-limit-min must be positive, got {args.gap_limit_min:g}")
     _, creek = _creek(cfg, args.creek)
@@ -170,6 +172,8 @@ def run_report(args: argparse.Namespace, cfg: Config) -> int:
             store.close()
     if fmt == "csv":
         _emit(report.csv(), args.out, CSV_ENCODING if args.out else "utf-8")
+    elif fmt == "json":
+        _emit(json.dumps(report.as_dict(), ensure_ascii=False, indent=2) + "\n", args.out)
     else:
         _emit(report.html(), args.out)
     return 0

@@ -147,6 +147,12 @@ def test_report_one_segment_and_bad_month(month, tmp_path, capsys):
     out = tmp_path / "hl3.csv"
     assert run(["report", "--month", "2026-10", "--segment", "hl-3", "--out", str(out)], month, tmp_path) == 0
     assert [r["segment"] for r in _csv(out)] == ["hl-3"]
+    js = tmp_path / "hl3.json"
+    assert run(["report", "--month", "2026-10", "--segment", "hl-3", "--out", str(js)], month, tmp_path) == 0
+    doc = json.loads(js.read_text(encoding="utf-8"))
+    [seg] = doc["segments"]
+    assert seg["do"]["classes_h"]["II"] == 738.0 and seg["do"]["black_light_h"] == 6.0
+    assert [n["node"] for n in seg["nodes"]] == ["hl3-s1", "hl3-s2", "hl3-a1", "hl3-a2"]
     with pytest.raises(ValueError, match="must look like 2026-11"):
         run(["report", "--month", "11/2026"], month, tmp_path)
     with pytest.raises(ValueError, match="segment 'hl-9' is not in creek"):
