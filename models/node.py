@@ -48,6 +48,7 @@ class Params:
     departure_min_s: float = 90.0
     history_buckets: int = 6
     warm_buckets: int = 3
+    no_profile_scale: float = 2.5   # widen the band until the node's daily pattern is known
     learn_rate: float = 0.08
     profile_min_n: int = 2
     # sensor faults
@@ -313,7 +314,9 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
             ref[i0:i1], tref[i0:i1] = r, tr
         s = _scale(m, fs, pr)
         if s:
-            scale[i0:i1] = s
+            mid = (b + 0.5) * p.bucket_s - p.tz_offset_s
+            known = _profile_scalar(m, fs, mid) is not None
+            scale[i0:i1] = s if known else s * p.no_profile_scale
         nz = fs["noise"] if fs["noise"] is not None else pr.noise
         if nz is not None:
             noise[i0:i1] = nz
@@ -601,6 +604,7 @@ def _close_field_bucket(m: NodeModel, fs: dict[str, Any], f: str, pr: F.FieldPri
     ref, tref = _reference(m, fs, b)
     spread = 1.4826 * _med(np.abs(yv - level))
     scale = _scale(m, fs, pr)
+    _learn_profile(m, fs, b, level, lr)  # always: a daily pattern recurs, an anomaly does not
     if ref is not None:
         mid = (b + 0.5) * p.bucket_s - p.tz_offset_s
         pa, pb = _profile_scalar(m, fs, mid), _profile_scalar(m, fs, tref)
@@ -611,6 +615,19 @@ def _close_field_bucket(m: NodeModel, fs: dict[str, Any], f: str, pr: F.FieldPri
         fs["scale"] = s if fs["scale"] is None else fs["scale"] + lr * (s - fs["scale"])
         fs["scale_n"] += 1
     fs["hist"] = (fs["hist"] + [[b, level]])[-p.history_buckets:]
+    if d.size:
+        noise = _med(d)
+        fs["noise"] = noise if fs["noise"] is None else fs["noise"] + lr * (noise - fs["noise"])
+        fs["peq"] = peq if fs["peq"] is None else fs["peq"] + lr * (peq - fs["peq"])
+        nz = d[d > 0]
+        if nz.size:
+            r = float(nz.min())
+            fs["res"] = r if fs["res"] is None else min(fs["res"], r)
+
+
+def _learn_profile(m: NodeModel, fs: dict[str, Any], b: int, level: float, lr: float) -> None:
+    """One hourly level into its hour-of-day bin; big departures are clipped, not adopted."""
+    p = m.params
     h = int(((b * p.bucket_s) % 86400) // 3600) % PROFILE_BINS
     n = fs["prof_n"][h]
     if n == 0:
@@ -622,11 +639,3 @@ def _close_field_bucket(m: NodeModel, fs: dict[str, Any], f: str, pr: F.FieldPri
         fs["prof_m"][h] += step * max(-lim, min(lim, dl))
         fs["prof_s"][h] += step * (abs(dl) - fs["prof_s"][h])
     fs["prof_n"][h] = n + 1
-    if d.size:
-        noise = _med(d)
-        fs["noise"] = noise if fs["noise"] is None else fs["noise"] + lr * (noise - fs["noise"])
-        fs["peq"] = peq if fs["peq"] is None else fs["peq"] + lr * (peq - fs["peq"])
-        nz = d[d > 0]
-        if nz.size:
-            r = float(nz.min())
-            fs["res"] = r if fs["res"] is None else min(fs["res"], r)
