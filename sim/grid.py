@@ -1,0 +1,185 @@
+"""The creek as a network of well-mixed cells, built from the topology.
+
+Each channel is cut into cells of ``cell_m`` metres. Water moves between neighbouring cells by
+advection (upwind, following each channel's normal flow and the branch's join; a negative flow
+factor reverses it, as a sluice or the tide can) and by longitudinal dispersion. Three *ghost*
+cells stand for the water outside the modelled reach: the creek above the top of each channel
+(inflow under normal flow) and the river below the outfall (inflow when the flow reverses).
+They carry their own kinetics but no transport, so boundary water has a diurnal cycle too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from rivermon.core.topology import Creek, Node
+
+from .physics import Coefficients
+
+
+@dataclass
+class Grid:
+    """Cells (then ghosts) of one creek, with the transport matrices of normal and reversed flow."""
+
+    n_cells: int
+    n_all: int
+    channel: list[str]            # per cell
+    centre_m: np.ndarray          # chainage of each cell centre
+    segment: list[str]            # per cell (ghosts: "_up-<channel>", "_river")
+    volume_m3: np.ndarray         # per cell and ghost (ghosts: 1, unused)
+    depth_m: np.ndarray           # per cell and ghost
+    area_m2: np.ndarray           # cross-section per cell and ghost
+    flow_m3_s: np.ndarray         # normal flow through each cell (for its velocity)
+    adv_fwd: np.ndarray           # (n_cells, n_all): mass rate g/s per unit concentration, flow factor +1
+    adv_rev: np.ndarray           # same for flow factor -1
+    disp: np.ndarray              # (n_cells, n_all) dispersion exchange
+    ghosts: dict[str, int]        # name -> index in the state arrays
+    max_courant_rate: float       # (|u|/dx) max, per second at flow factor 1
+    disp_rate: float              # 2·D/dx², per second
+
+    def cell_of(self, channel: str, chainage_m: float) -> int:
+        """Index of the cell that holds a position."""
+        idx = [i for i in range(self.n_cells) if self.channel[i] == channel]
+        return min(idx, key=lambda i: abs(self.centre_m[i] - chainage_m))
+
+    def observation_weights(self, nodes: list[Node]) -> np.ndarray:
+        """(nodes, n_all) weights: a node sees the linear interpolation between the nearest centres."""
+        w = np.zeros((len(nodes), self.n_all))
+        for r, n in enumerate(nodes):
+            idx = [i for i in range(self.n_cells) if self.channel[i] == n.channel]
+            xs = self.centre_m[idx]
+            x = float(np.clip(n.chainage_m, xs.min(), xs.max()))
+            j = int(np.searchsorted(xs, x, side="right")) - 1
+            j = min(max(j, 0), len(idx) - 2) if len(idx) > 1 else 0
+            if len(idx) == 1:
+                w[r, idx[0]] = 1.0
+                continue
+            frac = (x - xs[j]) / (xs[j + 1] - xs[j])
+            w[r, idx[j]] += 1 - frac
+            w[r, idx[j + 1]] += frac
+        return w
+
+    def spread_weights(self, channel: str, chainage_m: float, half_width_m: float) -> np.ndarray:
+        """(n_all,) fractions of a point source spread over the cells within ``half_width_m``."""
+        w = np.zeros(self.n_all)
+        for i in range(self.n_cells):
+            if self.channel[i] == channel and abs(self.centre_m[i] - chainage_m) <= half_width_m:
+                w[i] = self.volume_m3[i]
+        if not w.any():
+            w[self.cell_of(channel, chainage_m)] = 1.0
+        return w / w.sum()
+
+
+def build_grid(creek: Creek, k: Coefficients) -> Grid:
+    """Cut the creek's channels into cells and assemble the transport matrices."""
+    dx = k.cell_m
+    chan_cells: dict[str, list[int]] = {}
+    channel, centre, segment, length = [], [], [], []
+    for ch in creek.channels:
+        n = max(1, math.ceil(ch.length_m / dx - 1e-9))
+        ids = []
+        for i in range(n):
+            a, b = i * dx, min((i + 1) * dx, ch.length_m)
+            mid = (a + b) / 2
+            seg = creek.segment_at(ch.id, mid)
+            ids.append(len(channel))
+            channel.append(ch.id)
+            centre.append(mid)
+            segment.append(seg.id if seg else "unassigned")
+            length.append(b - a)
+        # Order along normal flow.
+        chan_cells[ch.id] = ids if ch.flow == "increasing" else ids[::-1]
+    n_cells = len(channel)
+    main = next(c for c in creek.channels if c.joins_channel is None)
+    ghost_names = [f"_up-{c.id}" for c in creek.channels] + ["_river"]
+    ghosts = {g: n_cells + i for i, g in enumerate(ghost_names)}
+    n_all = n_cells + len(ghosts)
+
+    def dims(ch_id: str) -> tuple[float, float]:
+        if ch_id == main.id:
+            return k.width_main_m, k.depth_main_m
+        return k.width_branch_m, k.depth_branch_m
+
+    depth = np.ones(n_all)
+    area = np.ones(n_all)
+    volume = np.ones(n_all)
+    for i in range(n_cells):
+        width, d = dims(channel[i])
+        depth[i], area[i], volume[i] = d, width * d, width * d * length[i]
+    for c in creek.channels:
+        width, d = dims(c.id)
+        depth[ghosts[f"_up-{c.id}"]] = d
+        area[ghosts[f"_up-{c.id}"]] = width * d
+    depth[ghosts["_river"]] = 4.0  # the receiving river is deeper (ASSUMPTION)
+
+    # Normal inflow at the top of each channel, accumulated down the tree.
+    top_q = {c.id: (k.velocity_main_m_s if c.id == main.id else k.velocity_branch_m_s)
+             * dims(c.id)[0] * dims(c.id)[1] for c in creek.channels}
+    links: list[tuple[int, int]] = []  # (from, to) under normal flow
+    inflow: list[tuple[int, int]] = []  # (ghost, first cell)
+    for c in creek.channels:
+        cells = chan_cells[c.id]
+        inflow.append((ghosts[f"_up-{c.id}"], cells[0]))
+        links += list(zip(cells, cells[1:]))
+        if c.joins_channel:
+            parent = chan_cells[c.joins_channel]
+            target = min(parent, key=lambda i: abs(centre[i] - (c.joins_chainage_m or 0.0)))
+            links.append((cells[-1], target))
+    outfall = chan_cells[main.id][-1]
+    flow = _accumulate(n_cells, links, inflow, [top_q[channel[f]] for _, f in inflow])
+    adv_fwd = np.zeros((n_cells, n_all))
+    adv_rev = np.zeros((n_cells, n_all))
+    disp = np.zeros((n_cells, n_all))
+    for a, b in links:
+        q = flow[a]  # the flow leaving cell a along its channel
+        adv_fwd[b, a] += q
+        adv_fwd[a, a] -= q
+        adv_rev[a, b] += q
+        adv_rev[b, b] -= q
+        if channel[a] != channel[b]:
+            continue  # at a confluence the branch's outflow keeps main-channel water out (ASSUMPTION)
+        e = k.dispersion_m2_s * min(area[a], area[b]) / dx
+        disp[a, a] -= e
+        disp[a, b] += e
+        disp[b, b] -= e
+        disp[b, a] += e
+    for g, first in inflow:
+        q = top_q[channel[first]]
+        adv_fwd[first, g] += q
+        adv_rev[first, first] -= q
+    adv_fwd[outfall, outfall] -= flow[outfall]
+    adv_rev[outfall, ghosts["_river"]] += flow[outfall]
+    velocity = flow / area[:n_cells]
+    return Grid(
+        n_cells=n_cells, n_all=n_all, channel=channel, centre_m=np.array(centre),
+        segment=segment + ghost_names, volume_m3=volume, depth_m=depth, area_m2=area,
+        flow_m3_s=flow, adv_fwd=adv_fwd, adv_rev=adv_rev, disp=disp, ghosts=ghosts,
+        max_courant_rate=float(np.max(np.abs(velocity)) / dx),
+        disp_rate=2 * k.dispersion_m2_s / dx ** 2)
+
+
+def _accumulate(n_cells: int, links: list[tuple[int, int]], inflow: list[tuple[int, int]],
+                inflow_q: list[float]) -> np.ndarray:
+    """Normal flow leaving each cell: boundary inflows summed down the tree of links."""
+    flow = np.zeros(n_cells)
+    for (_, first), q in zip(inflow, inflow_q):
+        flow[first] += q
+    into: dict[int, list[int]] = {i: [] for i in range(n_cells)}
+    out_of: dict[int, int] = {}
+    for a, b in links:
+        into[b].append(a)
+        out_of[a] = b
+    pending = {i: len(into[i]) for i in range(n_cells)}
+    ready = [i for i in range(n_cells) if pending[i] == 0]
+    while ready:
+        a = ready.pop()
+        b = out_of.get(a)
+        if b is not None:
+            flow[b] += flow[a]
+            pending[b] -= 1
+            if pending[b] == 0:
+                ready.append(b)
+    return flow
