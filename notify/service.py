@@ -109,6 +109,11 @@ class Listener:
                 extra={"reason": str(reason)})
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        if msg.topic.split("/")[-2].startswith("_"):
+            # `{prefix}/_accepted/alerts` (readings of a creek named "alerts") also matches the
+            # wildcard; creek ids never start with "_", so it is not an alert event.
+            client.ack(msg.mid, msg.qos)
+            return
         try:
             self.outbox.add_event(msg.topic, msg.payload, time.time())
         except Exception as exc:  # disk full, file gone: do not ack; stop so the broker keeps it
