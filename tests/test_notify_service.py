@@ -7,6 +7,7 @@ signatures. Intervals are seconds, through the settings.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -195,9 +196,12 @@ def test_alerts_reach_the_routed_targets_in_their_formats(tmp_path, broker_url, 
     assert len({r.headers["X-Rivermon-Delivery"] for r in hooks}) == 3
     assert not by_path(rx, "/leader")  # escalation is off here
 
-    # Acknowledged: everyone following the alert hears it once; a repeat of the event is ignored.
+    # Acknowledged: everyone following the alert hears it once; a repeat of the same message is
+    # stored once, and an older event arriving late (still "open") changes nothing.
+    late = dataclasses.replace(water, summary={"zh": "迟到的旧事件", "en": "late"})
     publish(acked(water))
     publish(water)
+    publish(late)
     assert rx.wait_for(lambda got: len([r for r in got if r.path == "/wecom"]) == 2)
     assert "告警已确认（李工）" in by_path(rx, "/wecom")[1].content()
     assert rx.wait_for(lambda got: len([r for r in got if r.path == "/hook"]) == 4)
@@ -212,8 +216,9 @@ def test_alerts_reach_the_routed_targets_in_their_formats(tmp_path, broker_url, 
     deadline = time.monotonic() + 5
     while svc.outbox.status()["events"]["refused"] < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
-    # 3 opened + 1 acknowledged (its repeat is the same message, stored once) + the bad one.
-    assert svc.outbox.status()["events"] == {"stored": 5, "pending": 0, "refused": 1}
+    # 3 opened + acknowledged (its repeat stored once) + the late one + the bad one.
+    assert svc.outbox.status()["events"] == {"stored": 6, "pending": 0, "refused": 1}
+    assert svc.outbox.alert(water.id).state == "acknowledged"
     assert "'creek' is missing" in svc.outbox.rejected_events()[0][3]
 
 
