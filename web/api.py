@@ -100,7 +100,7 @@ def topology() -> Any:
 @bp.route("/api/segments")
 @role_required("viewer", public_if="web_public_view")
 def segments() -> Any:
-    return jsonify(ctx().hub.segments())
+    return Response(ctx().hub.segments_json(), mimetype="application/json")
 
 
 @bp.route("/api/alerts")

@@ -89,6 +89,8 @@ def create_app(cfg: Config, topology: Topology | None = None, influx: InfluxClie
         SESSION_COOKIE_SECURE=bool(cfg.web_cookie_secure),
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        # Re-signing the cookie on every request costs more than the rest of /api/segments.
+        SESSION_REFRESH_EACH_REQUEST=False,
         MAX_CONTENT_LENGTH=64 * 1024,
         SEND_FILE_MAX_AGE_DEFAULT=3600,
         JSON_SORT_KEYS=False,

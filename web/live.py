@@ -45,6 +45,7 @@ class LiveHub:
         self._compute_lock = threading.Lock()
         self._snapshot: dict[str, Any] | None = None
         self._snapshot_at = 0.0
+        self._encoded: tuple[dict[str, Any], bytes] | None = None
         self._subs: set[queue.Queue] = set()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -131,15 +132,32 @@ class LiveHub:
     def segments(self, max_age_s: float = SNAPSHOT_TTL_S) -> dict[str, Any]:
         """The ``/api/segments`` payload, at most ``max_age_s`` old."""
         snap = self._snapshot
-        if snap is not None and any(s["updated"] is None for s in snap["segments"]):
+        complete = snap is not None and all(s["updated"] is not None for s in snap["segments"])
+        if not complete:
             max_age_s = 0.0  # a segment without data yet: look again rather than serve a gap
         if snap is not None and time.monotonic() - self._snapshot_at <= max_age_s:
             return snap
-        with self._compute_lock:
-            # Another thread may have refreshed it while this one waited.
+        if complete and not self._compute_lock.acquire(blocking=False):
+            # Someone is already recomputing: serve the last answer rather than queue behind it.
+            return snap
+        if not complete:
+            self._compute_lock.acquire()
+        try:
             if self._snapshot is not None and time.monotonic() - self._snapshot_at <= max_age_s:
                 return self._snapshot
             return self._refresh()
+        finally:
+            self._compute_lock.release()
+
+    def segments_json(self) -> bytes:
+        """The snapshot as JSON bytes, encoded once per snapshot."""
+        snap = self.segments()
+        cached = self._encoded
+        if cached is not None and cached[0] is snap:
+            return cached[1]
+        body = json.dumps(snap, ensure_ascii=False, separators=(",", ":")).encode()
+        self._encoded = (snap, body)
+        return body
 
     def _refresh(self) -> dict[str, Any]:
         started = time.monotonic()

@@ -67,8 +67,13 @@ class User:
 class UserStore:
     """CRUD over the users table; a connection per call keeps threads apart."""
 
+    # Sessions look their user up on every request; a short cache keeps that off SQLite while
+    # a role change or deletion still takes effect within a second (and at once in this process).
+    CACHE_TTL_S = 1.0
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._cache: dict[int, tuple[float, User | None]] = {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as db, db:
             db.executescript(SCHEMA)
@@ -101,6 +106,7 @@ class UserStore:
         self._update(name, "pw_hash = ?", (generate_password_hash(password, method=HASH_METHOD),))
 
     def _update(self, name: str, assignment: str, params: tuple[Any, ...]) -> None:
+        self._cache.clear()
         with closing(self._connect()) as db, db:
             cur = db.execute(f"UPDATE users SET {assignment}, changed = ? WHERE name = ?",
                              (*params, time.time(), name))
@@ -108,11 +114,20 @@ class UserStore:
                 raise UserError(f"no user {name!r}")
 
     def delete(self, name: str) -> None:
+        self._cache.clear()
         with closing(self._connect()) as db, db:
             if db.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
                 raise UserError(f"no user {name!r}")
 
     def get(self, user_id: int) -> User | None:
+        hit = self._cache.get(user_id)
+        if hit is not None and time.monotonic() - hit[0] < self.CACHE_TTL_S:
+            return hit[1]
+        user = self._load(user_id)
+        self._cache[user_id] = (time.monotonic(), user)
+        return user
+
+    def _load(self, user_id: int) -> User | None:
         with closing(self._connect()) as db:
             row = db.execute("SELECT id, name, role, changed FROM users WHERE id = ?", (user_id,)).fetchone()
         return User(row["id"], row["name"], row["role"], row["changed"]) if row else None
