@@ -68,6 +68,7 @@ class Listener:
         self.topic = alerts_subscription(cfg.topic_prefix)
         self.subscribed = threading.Event()
         self.stopping = False
+        self.failed = False
         self.client = make_client(cfg.broker, cfg.notify_client_id, cfg.mqtt_protocol,
                                   manual_ack=True, clean=False)
         self.client.on_connect = self._on_connect
@@ -114,9 +115,12 @@ class Listener:
             # wildcard; creek ids never start with "_", so it is not an alert event.
             client.ack(msg.mid, msg.qos)
             return
+        if self.failed:
+            return  # acks stay in order: nothing after an unstored event is acknowledged
         try:
             self.outbox.add_event(msg.topic, msg.payload, time.time())
         except Exception as exc:  # disk full, file gone: do not ack; stop so the broker keeps it
+            self.failed = True
             log.exception("could not store an alert event; not acknowledged")
             self.on_fatal(f"outbox write failed: {exc}")
             return

@@ -106,6 +106,7 @@ def make_cfg(tmp_path: Path, broker_url: str, prefix: str, rx: Receiver, **overr
 
 def cli_args(cfg: Config) -> list[str]:
     return ["notify", "--broker", cfg.broker, "--topic-prefix", cfg.topic_prefix, "--var", cfg.var,
+            "--mqtt-protocol", cfg.mqtt_protocol,
             "--notify-routes", cfg.notify_routes, "--notify-client-id", cfg.notify_client_id,
             "--notify-panel-url", cfg.notify_panel_url, "--notify-remind-s", str(cfg.notify_remind_s),
             "--notify-escalate-s", str(cfg.notify_escalate_s),
@@ -257,8 +258,10 @@ def test_target_down_queues_then_delivers_in_order_once(tmp_path, broker_url, pr
 
 
 @pytest.mark.e2e
-def test_restart_keeps_the_outbox_and_the_broker_keeps_events(tmp_path, broker_url, prefix, rx, publish, service):
-    cfg = make_cfg(tmp_path, broker_url, prefix, rx)
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_restart_keeps_the_outbox_and_the_broker_keeps_events(tmp_path, broker_url, prefix, rx, publish,
+                                                              service, protocol):
+    cfg = make_cfg(tmp_path, broker_url, prefix, rx, mqtt_protocol=protocol)
     rx.stop()  # the target is down from the start
     proc = service(*cli_args(cfg))
     _wait_log(proc, '"subscribed"')
