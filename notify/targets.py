@@ -48,10 +48,13 @@ def chat_payload(target: Target, message: Message) -> dict[str, Any]:
         return {"msgtype": "markdown", "markdown": {"content": message.content}}
     if target.type == "dingtalk":
         at = {"atMobiles": list(target.mentioned_mobile_list), "isAtAll": target.at_all}
+        # DingTalk only notifies the people whose "@phone" also appears in the text.
+        mentions = " ".join(f"@{m}" for m in target.mentioned_mobile_list)
+        content = f"{message.content}\n{mentions}" if mentions else message.content
         if target.msgtype == "text":
-            return {"msgtype": "text", "text": {"content": message.content}, "at": at}
+            return {"msgtype": "text", "text": {"content": content}, "at": at}
         return {"msgtype": "markdown",
-                "markdown": {"title": message.title, "text": message.content}, "at": at}
+                "markdown": {"title": message.title, "text": content}, "at": at}
     raise ValueError(f"target {target.name} of type {target.type} takes the alert event, not a chat message")
 
 

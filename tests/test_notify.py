@@ -328,3 +328,12 @@ def test_reminders_due_together_reach_a_robot_as_one_list(tmp_path, texts):
     finally:
         notifier.close()
         box.close()
+
+
+def test_dingtalk_mentions_are_in_the_text_too(texts):
+    routes = parse_routes({"targets": {"d": {"type": "dingtalk", "url": "http://127.0.0.1:1/d",
+                                             "mentioned_mobile_list": ["13800000000"]}}})
+    payload = chat_payload(routes.targets["d"], render(Notice("opened", event()), texts, "dingtalk"))
+    assert payload["at"] == {"atMobiles": ["13800000000"], "isAtAll": False}
+    assert payload["markdown"]["text"].endswith("@13800000000")
+    assert payload["markdown"]["title"] == "【严重】疑似排污 · 新告警"
