@@ -107,7 +107,7 @@ def leigh(data_dir: Path, site: str) -> Dataset:
     node = f"leigh-{site}"
     return Dataset(f"leigh2019-{site}", [Series("leigh", node, t, cols)],
                    events_from_labels(t, lab, node, 3 * 3600.0),
-                   params=Params(tz_offset_s=10 * 3600.0), tolerance_s=3 * 3600.0,
+                   params=Params(tz_offset_s=10 * 3600.0, standards=False), tolerance_s=3 * 3600.0,
                    labels={node: lab}, kinds=("anomaly",),
                    note="no tuning on this set; labels are any of label_Tur/Cond/Level")
 
@@ -123,7 +123,7 @@ def gecco(data_dir: Path) -> Dataset:
     lab = np.array([r[h["EVENT"]].strip().lower() == "true" for r in rows])
     mid = float(t[0] + (t[-1] - t[0]) / 2)
     # Tp, Fm and Fm_2 change for operational reasons alone (README): not scored
-    params = Params(tz_offset_s=3600.0, ignore_fields=("tp", "fm", "fm_2"),
+    params = Params(tz_offset_s=3600.0, ignore_fields=("tp", "fm", "fm_2"), standards=False,
                     **GECCO_TUNED)
     return Dataset("gecco2018 (2nd half)", [Series("gecco", "gecco", t, cols)],
                    [e for e in events_from_labels(t, lab, "gecco", 600.0) if e.end >= mid],
@@ -187,7 +187,7 @@ def neon(data_dir: Path, seed: int) -> Dataset:
         out.append(Series(s.creek, s.node, s.t[m], {f: v[m] for f, v in s.cols.items()}))
     topo = parse_topology(NEON_TOPOLOGY)
     return Dataset("neon-prin+injected", out, events, topology=topo,
-                   params=Params(tz_offset_s=-6 * 3600.0), tolerance_s=1800.0,
+                   params=Params(tz_offset_s=-6 * 3600.0, standards=False), tolerance_s=1800.0,
                    kinds=("discharge", "sensor_stuck", "sensor_spike", "sensor_drift", "node_offline"),
                    note=f"injections from seed {seed}: plume at the downstream station only, faults at either")
 

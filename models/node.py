@@ -52,7 +52,8 @@ class Params:
     learn_rate: float = 0.08
     profile_min_n: int = 2
     # sensor faults
-    spike_k: float = 10.0
+    spike_k: float = 10.0           # times the median step
+    spike_k95: float = 4.0          # times the 95th-percentile step (fields with jumpy noise)
     stuck_min_s: float = 1800.0
     stuck_min_n: int = 8
     gap_factor: float = 5.0
@@ -69,6 +70,7 @@ class Params:
     do_black_severe_mg_l: float = 0.2
     standards_duration_s: float = 1800.0
     standards_hysteresis_mg_l: float = 0.3
+    standards: bool = True          # GB 3838 / black-odorous bands (Chinese standards)
     # fields never scored (e.g. operational ones in a data set)
     ignore_fields: tuple[str, ...] = ()
 
@@ -217,7 +219,7 @@ def _run(m: NodeModel, st: dict[str, Any], t: np.ndarray,
         spans += found
         if f == "do_mg_l":
             do_track = (y_t, y)
-    if do_track is not None and do_track[0].size:
+    if do_track is not None and do_track[0].size and m.params.standards:
         spans += _standards(m, st, *do_track, confirm)
     for f, (tt, xx) in confirm.items():
         st["confirm"][f] = [float(tt[-1]), float(xx[-1])]
@@ -319,8 +321,10 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
             scale[i0:i1] = s if known else s * p.no_profile_scale
         nz = fs["noise"] if fs["noise"] is not None else pr.noise
         if nz is not None:
-            noise[i0:i1] = nz
+            noise[i0:i1] = max(nz, p.spike_k95 / p.spike_k * (fs.get("step95") or 0.0))
         need[i0:i1] = _stuck_need(p, fs["peq"], pr.noise is not None)
+        if pr.noise is None and tt[i1 - 1] - tt[i0] >= 0:
+            need[i0:i1] = max(need[i0], 2 * p.stuck_min_n)
         fs["bx"].extend(xx[i0:i1].tolist())
         fs["bt"].extend(tt[i0:i1].tolist())
     P = len(fs["prev"])
@@ -354,7 +358,8 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
         brk = np.maximum.accumulate(np.where(~eq, idx, -1))
         cnt = np.where(brk < 0, fs["stuck"][1] + idx + 1, idx - brk)
         fs["stuck"] = [carry, int(cnt[-1]) if eq[-1] else 0]
-        stuck = eq & (cnt >= need) & (tt - starts >= p.stuck_min_s)
+        min_s = p.stuck_min_s if pr.noise is not None else 2 * p.stuck_min_s
+        stuck = eq & (cnt >= need) & (tt - starts >= min_s)
         if stuck.any():
             spans += _spans(m, "sensor_stuck", stuck, tt, starts, "warning", f,
                             lambda i0, i1: {"field": f, "value": float(xx[i0]),
@@ -618,6 +623,9 @@ def _close_field_bucket(m: NodeModel, fs: dict[str, Any], f: str, pr: F.FieldPri
     if d.size:
         noise = _med(d)
         fs["noise"] = noise if fs["noise"] is None else fs["noise"] + lr * (noise - fs["noise"])
+        q95 = float(np.sort(d)[min(d.size - 1, int(0.95 * d.size))])
+        old95 = fs.get("step95")
+        fs["step95"] = q95 if old95 is None else old95 + lr * (q95 - old95)
         fs["peq"] = peq if fs["peq"] is None else fs["peq"] + lr * (peq - fs["peq"])
         nz = d[d > 0]
         if nz.size:

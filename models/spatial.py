@@ -108,7 +108,8 @@ class Spatial:
               alive: Callable[[str, float], bool]) -> Finding | None:
         reporting = [n for n in self.sensors if alive(n, now)]
         turb = {n: s["turb"] for n, s in active.items() if "turb" in s}
-        need = max(self.p.rain_min_nodes, math.ceil(self.p.rain_frac * max(len(reporting), 1)))
+        need = max(min(self.p.rain_min_nodes, len(reporting)),
+                   math.ceil(self.p.rain_frac * max(len(reporting), 1)), 2)
         ongoing = self.rain_last is not None and now - self.rain_last <= self.p.hold_s
         if len(turb) < need:
             return None
