@@ -74,19 +74,20 @@ class AeratorBank:
             return False
         return timer_on(self.nodes[i].aerator or "", hour)
 
+    def update(self, i: int, hour: float, noise: float) -> tuple[float, float, float]:
+        """Set aerator ``i``'s relay for this hour; return (oxygen transfer, running, power W)."""
+        mode = self.failure[i]
+        self.relay[i] = self.frozen[i] if mode == "ignores_cmd" else self._wanted(i, hour)
+        if not self.relay[i] or mode == "stopped":
+            return 0.0, 0.0, max(0.0, STANDBY_W + 0.3 * noise)
+        frac = NO_TRANSFER_FRACTION if mode == "no_transfer" else RUN_FRACTION
+        transfer = 0.0 if mode == "no_transfer" else 1.0
+        return transfer, 1.0, max(0.0, (self.nodes[i].rated_w or 0.0) * (frac + 0.01 * noise))
+
     def step(self, hour: float, power_noise: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Advance relays; return (oxygen transfer 0/1, machine running 0/1, power W) per aerator."""
         n = len(self.nodes)
-        transfer, running, power = np.zeros(n), np.zeros(n), np.zeros(n)
-        for i, node in enumerate(self.nodes):
-            mode = self.failure[i]
-            self.relay[i] = self.frozen[i] if mode == "ignores_cmd" else self._wanted(i, hour)
-            rated = node.rated_w or 0.0
-            if not self.relay[i] or mode == "stopped":
-                power[i] = max(0.0, STANDBY_W + 0.3 * power_noise[i])
-                continue
-            running[i] = 1.0
-            frac = NO_TRANSFER_FRACTION if mode == "no_transfer" else RUN_FRACTION
-            transfer[i] = 0.0 if mode == "no_transfer" else 1.0
-            power[i] = max(0.0, rated * (frac + 0.01 * power_noise[i]))
-        return transfer, running, power
+        out = np.zeros((3, n))
+        for i in range(n):
+            out[:, i] = self.update(i, hour, float(power_noise[i]))
+        return out[0], out[1], out[2]

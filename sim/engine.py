@@ -121,6 +121,21 @@ class Simulation:
         """An aerator ``cmd``; it takes effect from the next step. False for an unknown aerator."""
         return self.aerators.command(node_id, on, reason)
 
+    def command_now(self, node_id: str, on: bool | None, reason: str, at: float) -> list[Message] | None:
+        """A ``cmd`` arriving at simulated time ``at``: the aerator switches and reports at once.
+
+        None when ``node_id`` is not an aerator of this creek. The water feels the new state from
+        the next step on.
+        """
+        if not self.aerators.command(node_id, on, reason):
+            return None
+        j = self.aerators.index[node_id]
+        hour = ((at / 3600.0) + self.offset_h) % 24.0
+        _, _, power = self.aerators.update(j, hour, 0.0)
+        fields = {"aerator_on": bool(self.aerators.relay[j]), "power_w": round(power, 1),
+                  "rssi_dbm": float(round(self.aer_rssi[j]))}
+        return self.links[node_id].send_now(at, fields)
+
     def finished(self) -> bool:
         return self.end is not None and self.t + self.interval > self.end + 1e-6
 

@@ -75,6 +75,17 @@ class NodeLink:
             self.held = None
         return out
 
+    def send_now(self, at: float, fields: dict[str, Any]) -> list[Message]:
+        """An extra reading sent at once (an aerator confirming a command); no random faults."""
+        if not self.alive:
+            return []
+        self.seq += 1
+        reading = {"ts": _ts(at + self.skew_s), "seq": self.seq, **fields}
+        if self.outage:
+            self.buffer.append(reading)
+            return []
+        return [Message(self.node, at, "telemetry", reading)]
+
     def start_outage(self, at: float) -> list[Message]:
         self.outage = True
         if self.held is not None:

@@ -84,7 +84,8 @@ def plan_run(topology: Topology, scenario_name: str | None, *, seed: int, speed:
     elif offline:
         t0 = local_midnight_before(now - (dur or 0.0), creek.timezone)
     else:
-        t0 = math.floor((now - (dur or 0.0)) / interval_s) * interval_s
+        # One interval earlier still: nodes read up to one interval after a step (their phase).
+        t0 = (math.floor((now - (dur or 0.0)) / interval_s) - 1) * interval_s
     if not offline and t0 > now + 300:
         raise ValueError(f"--start {start} is more than 5 minutes in the future; the ingestor "
                          f"refuses such readings")

@@ -1,0 +1,317 @@
+"""Publishing the simulated creek on a broker, as real nodes do, in real or accelerated time.
+
+Each node has its own MQTT client (client id ``sim-{creek}-{node}-{pid}``) with a retained
+last will ``{"state": "offline", "fw": ...}`` on its status topic; on every (re)connect it
+publishes ``{"state": "online", ...}`` retained. Telemetry goes out with QoS 1, one reading per
+message, or a backlog array after a radio outage. When a node dies or its radio drops, its
+connection is cut without a normal DISCONNECT (MQTT 5: reason code 0x04 "disconnect with will";
+MQTT 3.1.1: the socket is closed), so the broker itself publishes the will, as it would for a
+real node. For large ``--copies`` runs a *pooled* mode uses one client per creek copy that
+publishes every node's status retained itself (no per-node wills).
+
+Aerators subscribe to their ``cmd`` topics, switch, and report at once (an extra reading
+stamped with the current simulated time), then at every sampling step as usual.
+
+Time: the simulated clock runs at ``speed`` x real time from the run's start; speed 0 means as
+fast as possible. A message is never published before the wall clock reaches its simulated
+time, so no reading is ever stamped in the future (the ingestor refuses those).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from rivermon.core.config import Config
+from rivermon.core.mqtt import make_client, parse_broker_url
+from rivermon.core.reading import cmd_topic, status_topic, telemetry_topic
+
+from .engine import Simulation
+from .network import Message
+from .runner import RunPlan
+
+log = logging.getLogger("rivermon.sim")
+PER_NODE_LIMIT = 400
+CONNECT_TIMEOUT_S = 30.0
+KEEPALIVE_S = 30
+
+
+@dataclass
+class Command:
+    creek: str
+    node: str
+    on: bool | None
+    reason: str
+
+
+def parse_cmd(payload: bytes) -> tuple[bool | None, str]:
+    """A ``cmd`` payload -> (aerator_on or None for 'back to the timer', reason); ValueError says why."""
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"cmd payload is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"cmd payload is a JSON {type(data).__name__}, not an object")
+    reason = str(data.get("reason", ""))[:200]
+    if data.get("mode") in ("schedule", "auto"):
+        return None, reason
+    if "aerator_on" not in data:
+        raise ValueError("cmd payload has no aerator_on (true, false, or null for the local timer)")
+    on = data["aerator_on"]
+    if on is not None and not isinstance(on, bool):
+        raise ValueError(f"cmd aerator_on must be true, false or null, got {on!r}")
+    return on, reason
+
+
+class NodeClient:
+    """One MQTT connection that publishes for one node (or, pooled, for many)."""
+
+    def __init__(self, cfg: Config, client_id: str, creek: str, node: str | None, fw: str,
+                 prefix: str):
+        self.cfg, self.creek, self.node, self.fw, self.prefix = cfg, creek, node, fw, prefix
+        self.broker = parse_broker_url(cfg.broker)
+        self.v5 = cfg.mqtt_protocol in ("5", "5.0", "v5")
+        self.client = make_client(self.broker, client_id, cfg.mqtt_protocol)
+        self.client.max_inflight_messages_set(100)
+        self.connected = threading.Event()
+        self.cut = False
+        self.last_info: mqtt.MQTTMessageInfo | None = None
+        if node:
+            self.client.will_set(status_topic(prefix, creek, node),
+                                 json.dumps({"state": "offline", "fw": fw}), qos=1, retain=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *a, **k: self.connected.clear()
+
+    def _on_connect(self, client, userdata, flags, rc, props=None) -> None:
+        if getattr(rc, "is_failure", False):
+            log.error("broker refused the node's connection", extra={"node": self.node, "rc": str(rc)})
+            return
+        if self.node:
+            self.status(self.node, "online")
+        self.connected.set()
+
+    def start(self) -> None:
+        self.client.connect_async(self.broker.host, self.broker.port, keepalive=KEEPALIVE_S)
+        self.client.loop_start()
+
+    def status(self, node: str, state: str) -> None:
+        self.client.publish(status_topic(self.prefix, self.creek, node),
+                            json.dumps({"state": state, "fw": self.fw}), qos=1, retain=True)
+
+    def publish(self, topic: str, payload: Any) -> None:
+        self.last_info = self.client.publish(topic, json.dumps(payload, separators=(",", ":")), qos=1)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until the broker has acknowledged what this client sent."""
+        info = self.last_info
+        if info is not None and self.connected.is_set():
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):
+                pass
+
+    def cut_with_will(self) -> None:
+        """Drop the connection the way a dead node does, so the broker publishes the will."""
+        self.flush()
+        self.cut = True
+        if self.v5:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.reasoncodes import ReasonCode
+            self.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
+            self.client.loop_stop()
+        else:
+            self.client.loop_stop()
+            sock = self.client.socket()
+            if sock is not None:
+                sock.close()
+        self.connected.clear()
+
+    def reconnect(self) -> None:
+        """The link is back: connect again (on_connect says online) and wait for it."""
+        self.cut = False
+        self.connected.clear()
+        try:
+            self.client.reconnect()
+        except OSError as exc:
+            log.warning("node reconnect failed; paho will retry", extra={"node": self.node, "error": str(exc)})
+        self.client.loop_start()
+        self.connected.wait(CONNECT_TIMEOUT_S)
+
+    def stop(self) -> None:
+        if not self.cut:
+            self.flush()
+            self.client.disconnect()
+        self.client.loop_stop()
+
+
+class LivePublisher:
+    """All the node connections of a live run, and the aerators' command subscription."""
+
+    def __init__(self, sims: list[Simulation], cfg: Config, pooled: bool):
+        self.cfg, self.sims, self.pooled = cfg, sims, pooled
+        self.prefix = cfg.topic_prefix
+        self.by_creek = {s.creek_id: s for s in sims}
+        self.clients: dict[tuple[str, str], NodeClient] = {}
+        self.pools: dict[str, NodeClient] = {}
+        self.commands: queue.Queue[Command] = queue.Queue()
+        pid = os.getpid()
+        for s in sims:
+            if pooled:
+                self.pools[s.creek_id] = NodeClient(cfg, f"sim-{s.creek_id}-pool-{pid}", s.creek_id,
+                                                    None, "", self.prefix)
+            else:
+                for n in s.creek.nodes:
+                    self.clients[(s.creek_id, n.id)] = NodeClient(
+                        cfg, f"sim-{s.creek_id}-{n.id}-{pid}"[:64], s.creek_id, n.id,
+                        s.links[n.id].fw, self.prefix)
+        self.cmd_client = make_client(parse_broker_url(cfg.broker), f"sim-cmd-{pid}", cfg.mqtt_protocol)
+        self.cmd_client.on_connect = self._cmd_connect
+        self.cmd_client.on_message = self._cmd_message
+
+    def _all(self) -> list[NodeClient]:
+        return list(self.clients.values()) + list(self.pools.values())
+
+    def start(self) -> None:
+        b = parse_broker_url(self.cfg.broker)
+        self.cmd_client.connect_async(b.host, b.port, keepalive=KEEPALIVE_S)
+        self.cmd_client.loop_start()
+        for c in self._all():
+            c.start()
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        for c in self._all():
+            if not c.connected.wait(max(0.0, deadline - time.monotonic())):
+                raise ConnectionError(f"could not connect node {c.node or c.creek} to the broker "
+                                      f"{b.display()} within {CONNECT_TIMEOUT_S:g} s")
+        if self.pooled:
+            for s in self.sims:
+                for n in s.creek.nodes:
+                    self.pools[s.creek_id].status(n.id, "online")
+
+    def _cmd_connect(self, client, userdata, flags, rc, props=None) -> None:
+        # Re-subscribe on every connect (a broker restart forgets non-persistent sessions).
+        client.subscribe([(cmd_topic(self.prefix, s.creek_id, "+"), 1) for s in self.sims])
+
+    def _cmd_message(self, client, userdata, msg) -> None:
+        parts = msg.topic[len(self.prefix) + 1:].split("/")
+        if len(parts) != 3:
+            return
+        creek, node = parts[0], parts[1]
+        try:
+            on, reason = parse_cmd(msg.payload)
+        except ValueError as exc:
+            log.warning("cmd refused", extra={"topic": msg.topic, "error": str(exc)})
+            return
+        self.commands.put(Command(creek, node, on, reason))
+
+    def apply_commands(self, now_sim: float) -> None:
+        """Hand queued commands to the aerators; each one reports its new state at once."""
+        while True:
+            try:
+                c = self.commands.get_nowait()
+            except queue.Empty:
+                return
+            sim = self.by_creek.get(c.creek)
+            if sim is None:
+                continue
+            reports = sim.command_now(c.node, c.on, c.reason, now_sim)
+            if reports is None:
+                log.warning("cmd for a node that is not an aerator of this creek",
+                            extra={"creek": c.creek, "node": c.node})
+                continue
+            log.info("aerator cmd", extra={"creek": c.creek, "node": c.node, "aerator_on": c.on,
+                                           "reason": c.reason})
+            for m in reports:
+                self.send(sim.creek_id, m)
+
+    def send(self, creek: str, m: Message) -> None:
+        if self.pooled:
+            pool = self.pools[creek]
+            if m.channel == "status":
+                pool.status(m.node, m.payload["state"])
+            else:
+                pool.publish(telemetry_topic(self.prefix, creek, m.node), m.payload)
+            return
+        c = self.clients[(creek, m.node)]
+        if m.channel == "status":
+            if m.will:
+                c.cut_with_will()
+            elif m.payload["state"] == "online":
+                c.reconnect()
+            return
+        c.publish(telemetry_topic(self.prefix, creek, m.node), m.payload)
+
+    def stop(self) -> None:
+        for c in self._all():
+            c.stop()
+        self.cmd_client.disconnect()
+        self.cmd_client.loop_stop()
+
+
+class Pacer:
+    """When may a message stamped with simulated time ``at`` go out."""
+
+    def __init__(self, start: float, speed: float):
+        self.start, self.speed = start, speed
+        self.wall0 = time.time()
+
+    def allowed(self) -> float:
+        now = time.time()
+        if self.speed <= 0:
+            return now
+        return min(now, self.start + (now - self.wall0) * self.speed)
+
+    def wait_until(self, at: float, stop: threading.Event, tick: Any) -> None:
+        while not stop.is_set():
+            ahead = at - self.allowed()
+            if ahead <= 0:
+                return
+            tick()
+            stop.wait(min(ahead / max(self.speed, 1.0), 0.2))
+
+
+def run_live(sims: list[Simulation], plan: RunPlan, cfg: Config, clients: str = "auto") -> int:
+    """Publish the run on the broker until it ends (or forever) or SIGTERM/SIGINT."""
+    n_nodes = sum(len(s.creek.nodes) for s in sims)
+    pooled = clients == "pooled" or (clients == "auto" and n_nodes > PER_NODE_LIMIT)
+    pub = LivePublisher(sims, cfg, pooled)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    pub.start()
+    log.info("simulated nodes connected", extra={"nodes": n_nodes, "pooled": pooled,
+                                                 "broker": parse_broker_url(cfg.broker).display()})
+    pacer = Pacer(plan.start, plan.speed)
+    published = 0
+    t0 = time.monotonic()
+    try:
+        while not stop.is_set() and not all(s.finished() for s in sims):
+            batch: list[tuple[float, int, str, Message]] = []
+            for k, s in enumerate(sims):
+                if not s.finished():
+                    batch += [(m.at, k, s.creek_id, m) for m in s.step()]
+            batch.sort(key=lambda x: (x[0], x[1]))
+            for at, _, creek, m in batch:
+                pacer.wait_until(at, stop, lambda: pub.apply_commands(min(at, pacer.allowed())))
+                if stop.is_set():
+                    break
+                pub.send(creek, m)
+                published += 1
+            pub.apply_commands(sims[0].t)
+    finally:
+        pub.stop()
+    elapsed = time.monotonic() - t0
+    log.info("simulation ended", extra={"messages": published, "seconds": round(elapsed, 2),
+                                        "rate_per_s": round(published / elapsed, 1) if elapsed else None,
+                                        "sim_end": sims[0].t})
+    print(json.dumps({"messages": published, "seconds": round(elapsed, 2),
+                      "rate_per_s": round(published / elapsed, 1) if elapsed else None}), flush=True)
+    return 0
