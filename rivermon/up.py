@@ -189,6 +189,11 @@ class Stack:
                   _http_ok(f"http://127.0.0.1:{web_port}/healthz"),
                   {BY_NAME["web_port"].env: str(web_port)}),
         ]
+        if self.cfg.notify_routes:
+            argv = ["notify", *common, "--notify-routes", str(Path(self.cfg.notify_routes).resolve())]
+            if not _explicit(self.args, self.cfg, "notify_panel_url"):
+                argv += ["--notify-panel-url", self.web_url.rstrip("/")]
+            children.append(Child("notify", argv, logs / "notify.log"))
         if not self.args.no_sim:
             sim = ["sim", *common, "--speed", "1", "--truth", str(self.var / "sim-truth.jsonl")]
             if self.args.scenario:
