@@ -48,6 +48,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--aerators", choices=("schedule", "always", "off"), default="schedule",
                    help="what aerators do until a cmd arrives (default: their local timer)")
     p.add_argument("--creek", default=None, help="which creek of the topology (default: the first)")
+    p.add_argument("--inject", metavar="JSON", default=None,
+                   help="send one event to a running simulator and exit, e.g. "
+                        "'{\"kind\": \"discharge\", \"outlet\": \"ol-l2\", \"duration\": \"1h\"}'")
     p.add_argument("--write-topology", metavar="FILE", default=None,
                    help="write a topology with the creek copies (for --copies) to FILE and exit")
     p.set_defaults(func=_sim)
@@ -63,6 +66,8 @@ def _sim(args: argparse.Namespace, cfg: Config) -> int:
             print(name)
         return 0
     topology = load_topology(cfg.topology or None)
+    if args.inject:
+        return _inject(args, cfg, topology)
     if args.write_topology:
         from .copies import write_copies_topology
         write_copies_topology(topology, args.copies, args.write_topology, args.creek)
@@ -89,3 +94,32 @@ def _sim(args: argparse.Namespace, cfg: Config) -> int:
         return run_live(sims, plan, cfg, clients=args.clients)
     finally:
         truth.close()
+
+
+def _inject(args: argparse.Namespace, cfg: Config, topology) -> int:
+    """Validate an event here (clear errors), then hand it to the running simulator."""
+    from rivermon.core.mqtt import make_client, parse_broker_url
+
+    from .live import inject_topic
+    from .runner import pick_creek
+    from .scenario import parse_event
+
+    try:
+        raw = json.loads(args.inject)
+    except ValueError as exc:
+        raise ValueError(f"--inject is not JSON: {exc}") from None
+    creek = pick_creek(topology, args.creek)
+    if not isinstance(raw, dict):
+        raise ValueError("--inject must be a JSON object like a scenario [[events]] table")
+    parse_event({"at": 0, **raw}, creek, "--inject")
+    b = parse_broker_url(cfg.broker)
+    client = make_client(b, "", cfg.mqtt_protocol)
+    client.connect(b.host, b.port)
+    client.loop_start()
+    try:
+        client.publish(inject_topic(cfg.topic_prefix, creek.id), json.dumps(raw), qos=1).wait_for_publish(10)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    print(f"injected into {creek.id}: {json.dumps(raw)}")
+    return 0

@@ -20,7 +20,7 @@ from rivermon.core.topology import Creek, Node
 from .aerators import AeratorBank
 from .network import Message, NodeLink
 from .probes import BATTERY_DEAD_V, BATTERY_LOW_V, DEFAULT_DRIFT, ProbeBank
-from .scenario import EventSpec, Scenario
+from .scenario import EventSpec, Scenario, parse_event
 from .timeparse import utc_offset_hours
 from .truth import TruthWriter
 from .water import DO, LF, LS, TURB, Forcing, WaterModel
@@ -135,6 +135,15 @@ class Simulation:
         fields = {"aerator_on": bool(self.aerators.relay[j]), "power_w": round(power, 1),
                   "rssi_dbm": float(round(self.aer_rssi[j]))}
         return self.links[node_id].send_now(at, fields)
+
+    def inject(self, raw: dict[str, Any]) -> EventSpec:
+        """Add an event while running (``at`` defaults to the next step); ScenarioError says why not."""
+        raw = dict(raw)
+        raw.setdefault("at", self.t - self.start + self.interval)
+        spec = parse_event(raw, self.creek, "inject")
+        spec.origin = "inject"
+        self.pending = sorted(self.pending + [spec], key=lambda e: e.start)
+        return spec
 
     def finished(self) -> bool:
         return self.end is not None and self.t + self.interval > self.end + 1e-6

@@ -1,6 +1,7 @@
 """Publishing the simulated creek on a broker, as real nodes do, in real or accelerated time.
 
-Each node has its own MQTT client (client id ``sim-{creek}-{node}-{pid}``) with a retained
+Each node has its own MQTT client (client id ``sim-{creek}-{node}-{pid}``; the run loop services
+every connection itself, no thread per node) with a retained
 last will ``{"state": "offline", "fw": ...}`` on its status topic; on every (re)connect it
 publishes ``{"state": "online", ...}`` retained. Telemetry goes out with QoS 1, one reading per
 message, or a backlog array after a radio outage. When a node dies or its radio drops, its
@@ -40,6 +41,12 @@ from .network import Message
 from .runner import RunPlan
 
 log = logging.getLogger("rivermon.sim")
+INJECT_SEGMENT = "_sim"
+
+
+def inject_topic(prefix: str, creek: str) -> str:
+    """Where ``rivermon sim --inject`` sends an event to a running simulator of ``creek``."""
+    return f"{prefix}/{INJECT_SEGMENT}/{creek}/inject"
 PER_NODE_LIMIT = 400
 CONNECT_TIMEOUT_S = 30.0
 KEEPALIVE_S = 30
@@ -100,24 +107,34 @@ class NodeClient:
         self.connected.set()
 
     def start(self) -> None:
-        self.client.connect_async(self.broker.host, self.broker.port, keepalive=KEEPALIVE_S)
-        self.client.loop_start()
+        """Connect (no network thread: the run loop services every client, see :meth:`service`)."""
+        self.client.connect(self.broker.host, self.broker.port, keepalive=KEEPALIVE_S)
+
+    def service(self, timeout: float = 0.0) -> None:
+        """Read acks, write what is queued, keep the connection alive."""
+        if not self.cut:
+            self.client.loop(timeout)
 
     def status(self, node: str, state: str) -> None:
-        self.client.publish(status_topic(self.prefix, self.creek, node),
-                            json.dumps({"state": state, "fw": self.fw}), qos=1, retain=True)
+        self.last_info = self.client.publish(status_topic(self.prefix, self.creek, node),
+                                             json.dumps({"state": state, "fw": self.fw}), qos=1,
+                                             retain=True)
 
     def publish(self, topic: str, payload: Any) -> None:
         self.last_info = self.client.publish(topic, json.dumps(payload, separators=(",", ":")), qos=1)
 
+    def wait_connected(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.connected.is_set() and time.monotonic() < deadline:
+            self.client.loop(0.05)
+        return self.connected.is_set()
+
     def flush(self, timeout: float = 10.0) -> None:
-        """Wait until the broker has acknowledged what this client sent."""
-        info = self.last_info
-        if info is not None and self.connected.is_set():
-            try:
-                info.wait_for_publish(timeout)
-            except (RuntimeError, ValueError):
-                pass
+        """Service the connection until the broker has acknowledged what this client sent."""
+        deadline = time.monotonic() + timeout
+        while (self.last_info is not None and not self.last_info.is_published()
+               and self.connected.is_set() and time.monotonic() < deadline):
+            self.client.loop(0.05)
 
     def cut_with_will(self) -> None:
         """Drop the connection the way a dead node does, so the broker publishes the will."""
@@ -127,9 +144,7 @@ class NodeClient:
             from paho.mqtt.packettypes import PacketTypes
             from paho.mqtt.reasoncodes import ReasonCode
             self.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
-            self.client.loop_stop()
         else:
-            self.client.loop_stop()
             sock = self.client.socket()
             if sock is not None:
                 sock.close()
@@ -142,15 +157,15 @@ class NodeClient:
         try:
             self.client.reconnect()
         except OSError as exc:
-            log.warning("node reconnect failed; paho will retry", extra={"node": self.node, "error": str(exc)})
-        self.client.loop_start()
-        self.connected.wait(CONNECT_TIMEOUT_S)
+            log.warning("node reconnect failed", extra={"node": self.node, "error": str(exc)})
+            return
+        self.wait_connected(CONNECT_TIMEOUT_S)
 
     def stop(self) -> None:
         if not self.cut:
             self.flush()
             self.client.disconnect()
-        self.client.loop_stop()
+            self.client.loop(0.05)
 
 
 class LivePublisher:
@@ -163,6 +178,7 @@ class LivePublisher:
         self.clients: dict[tuple[str, str], NodeClient] = {}
         self.pools: dict[str, NodeClient] = {}
         self.commands: queue.Queue[Command] = queue.Queue()
+        self.injections: queue.Queue[tuple[str, bytes]] = queue.Queue()
         pid = os.getpid()
         for s in sims:
             if pooled:
@@ -180,6 +196,11 @@ class LivePublisher:
     def _all(self) -> list[NodeClient]:
         return list(self.clients.values()) + list(self.pools.values())
 
+    def service(self) -> None:
+        """One pass over every connection (acks in, queued packets out, keepalive)."""
+        for c in self._all():
+            c.service()
+
     def start(self) -> None:
         b = parse_broker_url(self.cfg.broker)
         self.cmd_client.connect_async(b.host, b.port, keepalive=KEEPALIVE_S)
@@ -188,7 +209,7 @@ class LivePublisher:
             c.start()
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
         for c in self._all():
-            if not c.connected.wait(max(0.0, deadline - time.monotonic())):
+            if not c.wait_connected(max(0.0, deadline - time.monotonic())):
                 raise ConnectionError(f"could not connect node {c.node or c.creek} to the broker "
                                       f"{b.display()} within {CONNECT_TIMEOUT_S:g} s")
         if self.pooled:
@@ -198,9 +219,13 @@ class LivePublisher:
 
     def _cmd_connect(self, client, userdata, flags, rc, props=None) -> None:
         # Re-subscribe on every connect (a broker restart forgets non-persistent sessions).
-        client.subscribe([(cmd_topic(self.prefix, s.creek_id, "+"), 1) for s in self.sims])
+        client.subscribe([(cmd_topic(self.prefix, s.creek_id, "+"), 1) for s in self.sims]
+                         + [(inject_topic(self.prefix, s.creek_id), 1) for s in self.sims])
 
     def _cmd_message(self, client, userdata, msg) -> None:
+        if msg.topic.endswith("/inject") and msg.topic.startswith(f"{self.prefix}/{INJECT_SEGMENT}/"):
+            self.injections.put((msg.topic.split("/")[-2], msg.payload))
+            return
         parts = msg.topic[len(self.prefix) + 1:].split("/")
         if len(parts) != 3:
             return
@@ -212,8 +237,27 @@ class LivePublisher:
             return
         self.commands.put(Command(creek, node, on, reason))
 
+    def apply_injections(self) -> None:
+        """Events sent with ``rivermon sim --inject`` start at the next step (and go in the truth)."""
+        while True:
+            try:
+                creek, payload = self.injections.get_nowait()
+            except queue.Empty:
+                return
+            sim = self.by_creek.get(creek)
+            try:
+                raw = json.loads(payload)
+                if sim is None or not isinstance(raw, dict):
+                    raise ValueError("an injection is a JSON object like a scenario [[events]] table")
+                spec = sim.inject(raw)
+            except ValueError as exc:
+                log.warning("injection refused", extra={"creek": creek, "error": str(exc)})
+                continue
+            log.info("event injected", extra={"creek": creek, "kind": spec.kind, "target": spec.target})
+
     def apply_commands(self, now_sim: float) -> None:
         """Hand queued commands to the aerators; each one reports its new state at once."""
+        self.apply_injections()
         while True:
             try:
                 c = self.commands.get_nowait()
@@ -290,6 +334,11 @@ def run_live(sims: list[Simulation], plan: RunPlan, cfg: Config, clients: str = 
     log.info("simulated nodes connected", extra={"nodes": n_nodes, "pooled": pooled,
                                                  "broker": parse_broker_url(cfg.broker).display()})
     pacer = Pacer(plan.start, plan.speed)
+
+    def tick(now_sim: float) -> None:
+        pub.apply_commands(now_sim)
+        pub.service()
+
     published = 0
     t0 = time.monotonic()
     try:
@@ -300,12 +349,12 @@ def run_live(sims: list[Simulation], plan: RunPlan, cfg: Config, clients: str = 
                     batch += [(m.at, k, s.creek_id, m) for m in s.step()]
             batch.sort(key=lambda x: (x[0], x[1]))
             for at, _, creek, m in batch:
-                pacer.wait_until(at, stop, lambda: pub.apply_commands(min(at, pacer.allowed())))
+                pacer.wait_until(at, stop, lambda: tick(min(at, pacer.allowed())))
                 if stop.is_set():
                     break
                 pub.send(creek, m)
                 published += 1
-            pub.apply_commands(sims[0].t)
+            tick(sims[0].t)
     finally:
         pub.stop()
     elapsed = time.monotonic() - t0

@@ -56,9 +56,6 @@ MONTHLY_WATER_C = (16.0, 17.0, 20.0, 23.5, 27.0, 28.5, 29.5, 29.5, 28.5, 26.0, 2
 SEGMENT_KEYS = ("sod_factor", "respiration_factor", "photosynthesis_factor",
                 "turbidity_base_ntu")
 NETWORK_KEYS = ("duplicate_prob", "reorder_prob", "dropout_prob")
-SHIPPED = ("normal-week", "demo", "discharge-large-outlets", "rainstorm", "fouled-do-probe",
-           "stuck-turbidity", "aerator-failure", "node-dies", "radio-outage", "relapse",
-           "network-faults", "tidal-reversal", "month")
 
 
 class ScenarioError(ValueError):
@@ -305,6 +302,11 @@ def _check_params(kind: str, params: dict[str, Any], where: str) -> dict[str, An
             else:
                 _num(value, f"{where}.{key}")
     return params
+
+
+def parse_event(raw: Any, creek: Creek, where: str = "event") -> EventSpec:
+    """One ``[[events]]`` table (also what ``rivermon sim --inject`` sends), validated."""
+    return _event(raw, creek, where)
 
 
 def _event(raw: dict[str, Any], creek: Creek, where: str) -> EventSpec:
