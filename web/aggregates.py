@@ -41,7 +41,9 @@ class Aggregator:
         self.state = state
         self.cfg = cfg
         self.metrics = metrics
-        self.key = f"agg_watermark:{influx.url}/{influx.database}"
+        # Keyed by database: the var directory belongs to one deployment, whose InfluxDB may
+        # move to another port or host without its aggregates becoming invalid.
+        self.key = f"agg_watermark:{influx.database}"
         raw = state.kv_get(self.key)
         self.watermark: float | None = float(raw) if raw else None
         # Readers switch to the aggregates only after one complete run (the first backfill).

@@ -97,6 +97,10 @@ def create_app(cfg: Config, topology: Topology | None = None, influx: InfluxClie
     )
     owns = influx is None
     influx = influx or InfluxClient(cfg.influx, cfg.influx_db, timeout=10.0)
+    # One pooled connection per request thread, so concurrent clients never reconnect.
+    from requests.adapters import HTTPAdapter
+    for scheme in ("http://", "https://"):
+        influx.session.mount(scheme, HTTPAdapter(pool_connections=4, pool_maxsize=64))
     var = Path(cfg.var)
     metrics = Metrics()
     queries = PanelQueries(influx, topology)

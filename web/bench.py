@@ -99,8 +99,9 @@ def _login(base: str) -> requests.Session:
     return s
 
 
-def measure(base: str, path: str, clients: int, total: int) -> list[float]:
-    """Latencies (ms) of ``total`` GETs of ``path`` spread over ``clients`` threads.
+def measure(base: str, paths: list[str], clients: int, total: int) -> list[float]:
+    """Latencies (ms) of ``total`` GETs spread over ``clients`` threads (client i asks for
+    ``paths[i % len(paths)]``).
 
     Each client logs in once and then keeps one HTTP/1.1 connection (``http.client``: a thin
     client, so the figures are the panel's and not the load generator's).
@@ -120,7 +121,7 @@ def measure(base: str, path: str, clients: int, total: int) -> list[float]:
     errors: list[str] = []
     sys.setswitchinterval(0.001)  # the load generator's threads must not convoy either
 
-    def worker(cookie: str) -> None:
+    def worker(cookie: str, path: str) -> None:
         conn = http.client.HTTPConnection(host.hostname, host.port, timeout=30)
         headers = {"Cookie": cookie, "Accept": "application/json"}
         conn.request("GET", path, headers=headers)  # warm-up
@@ -138,7 +139,8 @@ def measure(base: str, path: str, clients: int, total: int) -> list[float]:
         with lock:
             lat.extend(mine)
 
-    threads = [threading.Thread(target=worker, args=(c,)) for c in cookies]
+    threads = [threading.Thread(target=worker, args=(c, paths[i % len(paths)]))
+               for i, c in enumerate(cookies)]
     for t in threads:
         t.start()
     for t in threads:
@@ -210,11 +212,21 @@ def run_bench(args: argparse.Namespace, cfg: Config) -> int:
         log.close()
         base = f"http://127.0.0.1:{port}"
         _wait_up(base + "/healthz", 30)
-        year = f"/api/series?segment=hl-3&field=do_mg_l&start={end - 365 * 86400}&end={end}"
+        # Each client follows one segment's one-year DO trend (9 different charts at once).
+        segs = [s.id for s in load_topology().creeks[0].segments]
+        years = [f"/api/series?segment={s}&field=do_mg_l&start={end - 365 * 86400}&end={end}"
+                 for s in segs]
+        probe = _login(base)
+        t0 = time.perf_counter()
+        body = probe.get(base + years[0].replace("do_mg_l", "turbidity_ntu"), timeout=60).json()
+        cold = (time.perf_counter() - t0) * 1000
+        probe.close()
+        print(f"one-year trend: {body['interval_s'] // 3600} h steps from {body['source']}, "
+              f"{sum(len(s['points']) for s in body['series'])} points; uncached, alone: {cold:.0f} ms",
+              flush=True)
         results = {}
-        for name, path in (("segments", "/api/segments"), ("series_1y", year)):
-            lat = measure(base, path, args.clients, args.requests)
-            results[name] = lat
+        for name, paths in (("segments", ["/api/segments"]), ("series_1y", years)):
+            results[name] = measure(base, paths, args.clients, args.requests)
         print(f"\nrivermon bench web: {args.days} days x {nodes} nodes at 1-minute, "
               f"{args.clients} concurrent clients, {args.requests} requests each endpoint")
         print(f"{'endpoint':<28} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'limit p95':>10}  result")

@@ -8,9 +8,11 @@ injection string is refused twice.
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from rivermon.core.influx import (NODE_STATUS, REJECTS, TELEMETRY, InfluxClient, ms_literal,
                                   quote_ident, quote_literal)
@@ -23,6 +25,10 @@ from .timeutil import BadParam
 AGG = "telemetry_1h"
 # How far back "latest" looks; a segment silent for longer is unknown.
 LATEST_LOOKBACK_S = 30 * 86400
+# How long an answer may be reused: hourly aggregates change every few minutes anyway; raw
+# answers only while the same chart is asked for by several clients at once.
+AGG_TTL_S = 60.0
+RAW_TTL_S = 5.0
 # Target number of points in one chart line.
 TARGET_POINTS = 600
 NICE_INTERVALS_S = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
@@ -73,6 +79,44 @@ def _series(result: dict[str, Any]) -> Iterable[tuple[dict[str, str], list[str],
         yield s.get("tags") or {}, s["columns"], s["values"]
 
 
+class QueryCache:
+    """A small TTL cache with single flight: concurrent identical questions cost one query."""
+
+    def __init__(self, maxsize: int = 256):
+        self.maxsize = maxsize
+        self._items: OrderedDict[tuple, tuple[float, Any]] = OrderedDict()
+        self._inflight: dict[tuple, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, ttl_s: float, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None and hit[0] > time.monotonic():
+                self._items.move_to_end(key)
+                return hit[1]
+            event = self._inflight.get(key)
+            owner = event is None
+            if owner:
+                event = self._inflight[key] = threading.Event()
+        if not owner:
+            event.wait(60)
+            with self._lock:
+                hit = self._items.get(key)
+            if hit is not None:
+                return hit[1]
+        try:
+            value = compute()
+            with self._lock:
+                self._items[key] = (time.monotonic() + ttl_s, value)
+                while len(self._items) > self.maxsize:
+                    self._items.popitem(last=False)
+            return value
+        finally:
+            if owner:
+                with self._lock:
+                    self._inflight.pop(key).set()
+
+
 @dataclass
 class Latest:
     value: float | bool | None
@@ -85,6 +129,7 @@ class PanelQueries:
     def __init__(self, influx: InfluxClient, topology: Topology):
         self.influx = influx
         self.topology = topology
+        self.cache = QueryCache()
 
     # ---- segments ---------------------------------------------------------------------
     def latest_by_segment(self, creek: str, fields: Iterable[str] = ("do_mg_l", "turbidity_ntu"),
@@ -122,21 +167,33 @@ class PanelQueries:
     # ---- series -----------------------------------------------------------------------
     def series(self, creek: str, segment: str, field: str, start_s: float, end_s: float,
                node: str | None = None, use_agg: bool = False) -> dict[str, Any]:
-        """A downsampled series per node: points ``[ts_ms, mean, min, max]``."""
+        """A downsampled series per node: points ``[ts_ms, mean, min, max]``.
+
+        Start and end snap outwards to the step, so everyone asking for the same chart within
+        one step shares one cached answer.
+        """
         check_field(field)
         step = pick_interval(end_s - start_s)
         source = TELEMETRY
         if use_agg and end_s - start_s >= AGG_MIN_SPAN_S:
             source, step = AGG, max(step, 3600)
+        start_aligned = math.floor(start_s / step) * step
+        end_aligned = math.ceil(end_s / step) * step
+        key = ("series", creek, segment, field, node, source, step, start_aligned, end_aligned)
+        ttl = AGG_TTL_S if source == AGG else RAW_TTL_S
+        return self.cache.get(key, ttl, lambda: self._series(creek, segment, field, node, source,
+                                                            step, start_aligned, end_aligned))
+
+    def _series(self, creek: str, segment: str, field: str, node: str | None, source: str,
+                step: int, start_s: float, end_s: float) -> dict[str, Any]:
         if source == AGG:
             sel = (f'sum({quote_ident(field + "_sum")}) AS s, sum({quote_ident(field + "_n")}) AS n, '
                    f'min({quote_ident(field + "_min")}) AS lo, max({quote_ident(field + "_max")}) AS hi')
         else:
             f = quote_ident(field)
             sel = f"mean({f}) AS m, min({f}) AS lo, max({f}) AS hi"
-        start_aligned = math.floor(start_s / step) * step
         q = (f"SELECT {sel} FROM {quote_ident(source)} "
-             f"WHERE {_where(creek, start_aligned, end_s, segment=segment, node=node)} "
+             f"WHERE {_where(creek, start_s, end_s, segment=segment, node=node)} "
              f'GROUP BY time({step}s), "node" fill(none)')
         lines = []
         for tags, cols, values in _series(self.influx.query(q)[0]):
@@ -169,8 +226,15 @@ class PanelQueries:
     def do_band_counts(self, creek: str, start_s: float, end_s: float,
                        use_agg: bool = False) -> dict[str, dict[str, int]]:
         """``{segment: {band: samples}}`` of DO over the range (aggregates for long spans)."""
+        agg = use_agg and end_s - start_s >= AGG_MIN_SPAN_S
+        key = ("bands", creek, agg, int(start_s) // 60, int(end_s) // 60)
+        return self.cache.get(key, AGG_TTL_S if agg else RAW_TTL_S,
+                              lambda: self._do_band_counts(creek, start_s, end_s, agg))
+
+    def _do_band_counts(self, creek: str, start_s: float, end_s: float,
+                        agg: bool) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}
-        if use_agg and end_s - start_s >= AGG_MIN_SPAN_S:
+        if agg:
             sel = ", ".join(f'sum({quote_ident("do_mg_l_b_" + b.lower())}) AS {quote_ident(b)}'
                             for b, *_ in DO_BANDS)
             q = (f"SELECT {sel} FROM {quote_ident(AGG)} WHERE {_where(creek, start_s, end_s)} "
