@@ -73,19 +73,21 @@ def protocol_of(version: str) -> mqtt.MQTTProtocolVersion:
 
 
 def make_client(url: str | BrokerURL, client_id: str = "", protocol: str = "5",
-                manual_ack: bool = False, clean: bool = True) -> mqtt.Client:
+                manual_ack: bool = False, clean: bool = True,
+                client_class: type[mqtt.Client] = mqtt.Client) -> mqtt.Client:
     """A configured but unconnected paho client (callback API v2).
 
     ``clean=False`` with MQTT 3.1.1 asks for a persistent session; with v5 the session is
     controlled by ``clean_start`` and the Session Expiry Interval at connect time.
+    ``client_class`` may be a subclass of paho's Client (the ingestor's buffered one).
     """
     b = parse_broker_url(url) if isinstance(url, str) else url
     proto = protocol_of(protocol)
     kwargs = {}
     if proto != mqtt.MQTTv5:
         kwargs["clean_session"] = clean
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=proto, manual_ack=manual_ack, **kwargs)
+    client = client_class(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                          protocol=proto, manual_ack=manual_ack, **kwargs)
     if b.username is not None:
         client.username_pw_set(b.username, b.password)
     if b.tls:

@@ -169,7 +169,8 @@ def decode_json(payload: bytes) -> tuple[Any, Rejection | None]:
         return None, Rejection(R_TOO_LARGE, f"payload is {len(payload)} bytes, over the "
                                             f"{MAX_PAYLOAD_BYTES}-byte limit")
     try:
-        return json.loads(payload), None
+        # Decoding first spares json.loads its encoding detection on bytes.
+        return json.loads(payload.decode("utf-8") if isinstance(payload, (bytes, bytearray)) else payload), None
     except UnicodeDecodeError as exc:
         return None, Rejection(R_NOT_JSON, f"payload is not UTF-8: {exc.reason} at byte {exc.start}")
     except RecursionError:
@@ -245,6 +246,14 @@ def _validate_one(creek: str, node: str, item: Any, limit: float, index: int | N
                 rejections.append(Rejection(R_SEQ, f"{where}seq {_short(value)} is not a "
                                                    f"non-negative integer", index, "seq"))
             continue
+        # Fast path for the common case, a known measurement in range (NaN fails the
+        # comparison and falls through to check_field, which names the problem).
+        vt = type(value)
+        if vt is float or vt is int:
+            known = KNOWN_FIELDS.get(key)
+            if known is not None and known[1] <= value <= known[2]:
+                fields[key] = float(value)
+                continue
         problem = check_field(key, value)
         if problem:
             rejections.append(Rejection(problem[0], where + problem[1], index, key[:64]))

@@ -126,6 +126,12 @@ class ManagedServer:
             return ""
 
 
+def _run_user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
 def mosquitto_conf(port: int, data_dir: Path, host: str = "127.0.0.1",
                    extra: str = "") -> str:
     """The development/test broker configuration rivermon writes (persistence on)."""
@@ -133,6 +139,10 @@ def mosquitto_conf(port: int, data_dir: Path, host: str = "127.0.0.1",
 # The production configuration (passwords, ACL, TLS) is deploy/mosquitto/mosquitto.conf.
 per_listener_settings false
 allow_anonymous true
+# Run as whoever started us. As root, Mosquitto otherwise drops to the `mosquitto` user, which
+# cannot write the persistence file into our (private) data directory: every autosave fails
+# with "Permission denied" and a restart loses the queues and sessions.
+user {_run_user()}
 listener {port} {host}
 persistence true
 persistence_location {data_dir}/

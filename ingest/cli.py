@@ -28,13 +28,17 @@ def register_bench(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
                        help="ingest throughput against its limits (own mosquitto and influxd)")
     p.add_argument("--readings", type=int, default=60000,
                    help="readings per one-reading and per backlog-array run [default: 60000]")
+    p.add_argument("--array-readings", type=int, default=300000,
+                   help="readings in the 100-reading backlog-array runs [default: 300000]")
     p.add_argument("--nodes", type=int, default=30, help="simulated nodes [default: 30]")
     p.add_argument("--backlog", type=int, default=60000,
                    help="one-reading messages queued while the ingestor is stopped [default: 60000]")
     p.add_argument("--ingestors", type=int, default=0,
                    help="ingestor processes on a shared subscription (0: 1 and 2) [default: 0]")
-    p.add_argument("--publishers", type=int, default=2,
-                   help="parallel mosquitto_pub publishers [default: 2]")
+    p.add_argument("--publishers", type=int, default=0,
+                   help="mosquitto_pub processes at once (one per node; 0: all nodes) [default: 0]")
+    p.add_argument("--only", default="one,arrays,drain",
+                   help="comma-separated runs: one, arrays, drain [default: all]")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.set_defaults(func=_bench)
 

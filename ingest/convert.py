@@ -113,6 +113,7 @@ class Converter:
         self.clock = UniqueClock()
         self._topics: dict[str, rd.Topic | str] = {}
         self._tags: dict[tuple[str, str, str], NodeTags] = {}
+        self._known: dict[tuple[str, str], Any] = {}
         self.reject_counts: Counter[str] = Counter()
 
     # -- lookups ---------------------------------------------------------------------------
@@ -135,7 +136,12 @@ class Converter:
         hit = self._tags.get((creek, node, ""))
         if hit is not None:
             return hit  # a registered node: its kind never depends on the reading
-        known = self.topology.node(creek, node)
+        if (creek, node) in self._known:
+            known = self._known[(creek, node)]
+        else:
+            known = self._known[(creek, node)] = self.topology.node(creek, node)
+            if len(self._known) >= TOPIC_CACHE_MAX:
+                self._known.clear()
         if known is not None:
             kind = known.kind
         else:
@@ -179,10 +185,16 @@ class Converter:
             fields = r.fields
             if node_tags is None or not node_tags.registered:
                 node_tags = self.tags(t.creek, t.node or "", fields)
-            body = ",".join([f"{k}={'true' if v else 'false'}" if v is True or v is False else f"{k}={v!r}"
-                             for k, v in fields.items()])
-            jbody = ",".join([f'"{k}":{"true" if v else "false"}' if v is True or v is False else f'"{k}":{v!r}'
-                              for k, v in fields.items()])
+            # Field names are validated ([a-z][a-z0-9_]*), so they need no escaping in line
+            # protocol or JSON; values are floats (repr round-trips) or booleans.
+            parts = []
+            jparts = []
+            for k, v in fields.items():
+                text = ("true" if v else "false") if v is True or v is False else repr(v)
+                parts.append(f"{k}={text}")
+                jparts.append(f'"{k}":{text}')
+            body = ",".join(parts)
+            jbody = ",".join(jparts)
             ts_ms = r.ts_ms
             if r.seq is not None:
                 lines.append(f"{node_tags.line_prefix}{body},seq={r.seq}i {ts_ms}")

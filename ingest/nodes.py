@@ -79,7 +79,7 @@ class NodeTracker:
         elif st.seq_gaps > 0 and seq > st.seq_max - SEQ_WINDOW:
             st.seq_gaps -= 1  # a late reading filled an earlier gap
         st.recent.add(seq)
-        if len(st.recent) > SEQ_WINDOW:
+        if len(st.recent) > 2 * SEQ_WINDOW:  # prune rarely: once per SEQ_WINDOW new seqs
             low = st.seq_max - SEQ_WINDOW
             st.recent = {s for s in st.recent if s > low}
 

@@ -36,6 +36,7 @@ from rivermon.core.topology import Topology
 
 from . import metrics as mx
 from .convert import Converter
+from .fastclient import BufferedClient
 from .nodes import NodeTracker
 from .spool import Spool
 from .writer import Writer
@@ -46,12 +47,12 @@ log = logging.getLogger("rivermon.ingest")
 # messages or bytes, or this long after its first message: well inside the broker's in-flight
 # window (1000), and short enough that acknowledgements flow continuously.
 GROUP_MAX_MSGS = 400
-GROUP_MAX_BYTES = 4 * 1024 * 1024
-GROUP_WAIT_S = 0.004
+GROUP_MAX_BYTES = 2 * 1024 * 1024
+GROUP_WAIT_S = 0.010
 # `_accepted` messages carry at most this many readings (the contract's backlog limit).
 ACCEPTED_MAX_READINGS = 1000
 # paho keeps unacknowledged outgoing `_accepted` messages in memory; bound that.
-ACCEPTED_QUEUE_MAX = 500
+ACCEPTED_QUEUE_MAX = 64
 PERIODIC_S = 10.0
 
 
@@ -89,8 +90,8 @@ class Ingestor:
         self.broker = parse_broker_url(cfg.broker)
         self.v5 = protocol_of(cfg.mqtt_protocol) == mqtt.MQTTv5
         self.client = make_client(self.broker, cfg.ingest_client_id, cfg.mqtt_protocol,
-                                  manual_ack=True, clean=False)
-        self.client.max_inflight_messages_set(100)
+                                  manual_ack=True, clean=False, client_class=BufferedClient)
+        self.client.max_inflight_messages_set(32)
         self.client.max_queued_messages_set(ACCEPTED_QUEUE_MAX)
         self.client.reconnect_delay_set(1, 30)
         self.client.on_connect = self.on_connect
@@ -145,6 +146,7 @@ class Ingestor:
             self.http.shutdown()
             self.http.server_close()
         self.influx.close()
+        self.writer.poster.close()
         self.spool.close()
         log.info("ingestor stopped", extra={"spooled_bytes": self.spool.unwritten_bytes()})
 
@@ -262,8 +264,7 @@ class Ingestor:
             with self.cond:
                 current = generation == self.generation and self.connected
             if current:
-                for mid in acks:
-                    self.client.ack(mid, 1)
+                self.client.ack_many(acks)
                 self.metrics.acks += len(acks)
             if accepted and self.cfg.ingest_publish_accepted:
                 self._publish_accepted(accepted)

@@ -273,7 +273,12 @@ class SpoolReader:
         return self.spool.durable_end - self.position
 
     def read(self, max_lines: int, max_bytes: int = 16 * 1024 * 1024) -> list[Record]:
-        """Records from the current position on, up to about ``max_lines`` lines."""
+        """Records from the current position on, up to about ``max_lines`` lines.
+
+        Reads record by record (header, then payload), never past the durable end (the
+        appender may be mid-record there), so a deep spool costs no more per batch than a
+        shallow one.
+        """
         out: list[Record] = []
         lines = size = 0
         while lines < max_lines and size < max_bytes:
@@ -284,28 +289,37 @@ class SpoolReader:
             if base is None:
                 break
             path = self.spool.dir / _segment_name(base)
+            exhausted = False
             with open(path, "rb") as f:
                 f.seek(self.position - base)
-                # Never read past the durable end: the appender may be mid-record there. A
-                # first record bigger than max_bytes is still read whole.
-                want = end - self.position if not out else min(end - self.position, max_bytes - size)
-                data = f.read(want)
-            records, good = read_records(data, self.position)
-            if not records:
-                if not data:
-                    # The end of a closed segment: step to the next one.
-                    nxt = [b for b in list(self.spool.segments) if b > base]
-                    if nxt:
-                        self.position = nxt[0]
-                        continue
-                elif not out:
-                    raise RuntimeError(f"spool record at offset {self.position} in {path} is corrupt")
+                while lines < max_lines and size < max_bytes and self.position < end:
+                    rec = self._next(f, path)
+                    if rec is None:
+                        exhausted = True
+                        break
+                    out.append(rec)
+                    lines += rec.lines
+                    size += len(rec.payload)
+                    self.position = rec.end
+            if not exhausted:
                 break
-            for rec in records:
-                out.append(rec)
-                lines += rec.lines
-                size += len(rec.payload)
-                self.position = rec.end
-                if lines >= max_lines:
-                    break
+            # The end of a closed segment: the durable end lies in a later one.
+            nxt = [b for b in list(self.spool.segments) if b > base]
+            if not nxt:
+                break
+            self.position = nxt[0]
         return out
+
+    def _next(self, f, path: Path) -> Record | None:
+        """The record at the file's position, or None at the end of the segment."""
+        head = f.read(HEADER.size)
+        if not head:
+            return None
+        if len(head) < HEADER.size:
+            raise RuntimeError(f"spool record at offset {self.position} in {path} is torn")
+        magic, length, crc, lines, wall_ms = HEADER.unpack(head)
+        payload = f.read(length) if magic == MAGIC else b""
+        if magic != MAGIC or len(payload) != length or \
+                zlib.crc32(payload, zlib.crc32(META.pack(lines, wall_ms))) != crc:
+            raise RuntimeError(f"spool record at offset {self.position} in {path} is corrupt")
+        return Record(self.position, self.position + HEADER.size + length, lines, wall_ms, payload)

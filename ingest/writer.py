@@ -20,6 +20,7 @@ from typing import Callable
 from rivermon.core import reading as rd
 from rivermon.core.influx import InfluxClient, InfluxError
 
+from .influxwrite import LineWriter
 from .metrics import IngestMetrics
 from .spool import Record, Spool, SpoolReader
 
@@ -28,6 +29,8 @@ log = logging.getLogger("rivermon.ingest.writer")
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 5.0
 PRUNE_EVERY_S = 3600.0
+# A pause this long in the spooled stream sends the batch without waiting for batch_ms.
+IDLE_GAP_S = 0.015
 _TAG_RE = re.compile(r",(creek|node)=([a-z0-9-]+)")
 
 
@@ -41,6 +44,7 @@ class Writer(threading.Thread):
         self.spool = spool
         self.reader = SpoolReader(spool)
         self.client = client
+        self.poster = LineWriter(client.target, client.timeout)
         self.batch_size = batch_size
         self.batch_s = batch_ms / 1000.0
         self.metrics = metrics
@@ -86,7 +90,12 @@ class Writer(threading.Thread):
             self.spool.cond.notify_all()
 
     def _collect(self) -> list[Record]:
-        """Wait for spooled records; gather up to a batch or until the oldest is batch_ms old."""
+        """Wait for spooled records; gather a batch.
+
+        A batch goes out when it holds ``batch_size`` lines, when its oldest record is
+        ``batch_ms`` old, or when the stream pauses for ``IDLE_GAP_S`` (so a lone reading is
+        not held back for nothing, while a steady stream still fills big batches).
+        """
         with self.spool.cond:
             if self.reader.available() <= 0:
                 self.spool.cond.wait(0.5)
@@ -95,13 +104,15 @@ class Writer(threading.Thread):
             return records
         lines = sum(r.lines for r in records)
         while lines < self.batch_size and not self.stop_event.is_set():
-            wait = records[0].wall_ms / 1000.0 + self.batch_s - time.time()
+            wait = min(records[0].wall_ms / 1000.0 + self.batch_s - time.time(), IDLE_GAP_S)
             if wait <= 0:
                 break
             with self.spool.cond:
                 if self.reader.available() <= 0:
                     self.spool.cond.wait(wait)
             more = self.reader.read(self.batch_size - lines)
+            if not more:
+                break  # nothing arrived during the gap: send what we have
             records += more
             lines += sum(r.lines for r in more)
         return records
@@ -142,7 +153,7 @@ class Writer(threading.Thread):
     def _write_or_split(self, body: bytes, lines: int) -> list[tuple[bytes, str]]:
         """Write ``body``; on a 400/413 split it and return the lines refused alone, with why."""
         try:
-            self.client.write_lines(body.decode("utf-8"))
+            self.poster.write(body)
             return []
         except InfluxError as exc:
             if exc.status not in (400, 413):
