@@ -23,6 +23,7 @@ from rivermon.core.alerts import EQUIPMENT_KINDS
 from rivermon.core.topology import UNASSIGNED, Topology
 from rivermon.models import texts
 from rivermon.models.node import NodeModel, Params, Span
+from rivermon.models.neighbours import Neighbours
 from rivermon.models.spatial import Spatial, SpatialParams
 from rivermon.models.tracker import Episode, Tracker
 
@@ -31,6 +32,8 @@ STATE_VERSION = 1
 FAULTS = frozenset({"sensor_stuck", "sensor_drift", "sensor_out_of_range", "node_offline"})
 INTERNAL = {"do_drop": "do", "turb_rise": "turb"}
 ALONE = {"do_drop": "baseline_departure", "turb_rise": "turbidity_spike"}
+# Water findings at a node that an ongoing discharge or rain covering that node explains.
+EXPLAINED = frozenset({"low_do", "black_odorous", "baseline_departure", "turbidity_spike"})
 
 Event = tuple[Episode, str]  # episode and "opened" | "updated" | "severity" | "resolved"
 
@@ -46,6 +49,7 @@ class Engine:
         self.tracker = Tracker(autoresolve_s)
         self.nodes: dict[tuple[str, str], NodeModel] = {}
         self.spatial: dict[str, Spatial] = {}
+        self.neighbours: dict[str, Neighbours] = {}
         self.will_offline: dict[str, float] = {}  # "creek/node" -> when its last will arrived
         self.alive_override: Callable[[str, str, float], bool] | None = None
         self.now = float("-inf")  # latest data time seen
@@ -68,6 +72,15 @@ class Engine:
                 return None
             self.spatial[creek] = Spatial(c, self.spatial_params)
         return self.spatial[creek]
+
+    def neighbours_for(self, creek: str) -> Neighbours | None:
+        if creek not in self.neighbours:
+            c = self.topology.creek(creek) if self.topology else None
+            if c is None:
+                return None
+            self.neighbours[creek] = Neighbours(c)
+            self.neighbours[creek].tz_offset_s = self.params.tz_offset_s
+        return self.neighbours[creek]
 
     # -- feeding -----------------------------------------------------------------------------
     def feed(self, creek: str, node: str, t: np.ndarray, cols: Mapping[str, np.ndarray]) -> list[Event]:
@@ -118,6 +131,15 @@ class Engine:
     # -- routing -----------------------------------------------------------------------------
     def route(self, creek: str, s: Span, expire: bool = True) -> list[Event]:
         out: list[Event] = [(ep, "resolved") for ep in self.tracker.expire(s.first)] if expire else []
+        if s.kind == "level":
+            nb = self.neighbours_for(creek)
+            if nb is not None and (s.node in nb.sensors or s.node in nb.aerators):
+                for f in nb.observe(s.node, int(s.evidence["hour"]), s.evidence, s.first):
+                    if f.kind == "sensor_drift" or not self.spatial_for(creek) or \
+                            not self.spatial_for(creek).explains(f.node, f.first):
+                        out.append(self._add(creek, f.segment, f.node, f.kind, f.onset, f.first,
+                                             f.last, f.severity, f.evidence))
+            return out
         if s.kind in INTERNAL:
             sp = self.spatial_for(creek)
             if sp is not None and sp.knows(s.node):
@@ -130,6 +152,10 @@ class Engine:
             kind = ALONE[s.kind]
         else:
             kind = s.kind
+            if kind in EXPLAINED:
+                sp = self.spatial_for(creek)
+                if sp is not None and sp.knows(s.node) and sp.explains(s.node, s.first):
+                    return out  # the discharge or rain alert already says it: no alert storm
         seg = self.node_model(creek, s.node).segment
         if kind == "low_do" and self.tracker.active.get((creek, seg, s.node, "black_odorous")):
             # black-odorous already says it, louder: keep an open low_do alive, open none
@@ -163,6 +189,7 @@ class Engine:
             "params": self.params.to_dict(),
             "nodes": [{"creek": c, "node": n, "state": m.state} for (c, n), m in self.nodes.items()],
             "spatial": {c: s.to_state() for c, s in self.spatial.items()},
+            "neighbours": {c: n.to_state() for c, n in self.neighbours.items()},
             "tracker": self.tracker.to_state(),
             "will_offline": self.will_offline,
             "now": self.now if self.now != float("-inf") else None,
@@ -179,6 +206,11 @@ class Engine:
             c = self.topology.creek(creek) if self.topology else None
             if c is not None:
                 self.spatial[creek] = Spatial(c, self.spatial_params, s)
+        for creek, s in state.get("neighbours", {}).items():
+            c = self.topology.creek(creek) if self.topology else None
+            if c is not None:
+                self.neighbours[creek] = Neighbours(c, state=s)
+                self.neighbours[creek].tz_offset_s = self.params.tz_offset_s
         self.tracker = Tracker.from_state(state.get("tracker", {}))
         self.will_offline = dict(state.get("will_offline", {}))
         self.now = state.get("now") if state.get("now") is not None else float("-inf")

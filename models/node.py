@@ -34,6 +34,8 @@ from rivermon.models.kernels import hysteresis, median3, run_lengths, run_start
 
 NAN = float("nan")
 PROFILE_BINS = 24
+# Fields whose hourly level is reported for comparison between neighbouring nodes.
+LEVEL_FIELDS = frozenset({"do_mg_l"})
 
 
 @dataclass
@@ -50,7 +52,7 @@ class Params:
     warm_buckets: int = 3
     no_profile_scale: float = 2.5   # widen the band until the node's daily pattern is known
     learn_rate: float = 0.08
-    profile_min_n: int = 2
+    profile_min_n: int = 1
     # sensor faults
     spike_k: float = 10.0           # times the median step
     spike_k95: float = 4.0          # times the 95th-percentile step (fields with jumpy noise)
@@ -307,6 +309,7 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
     scale = np.full(n, np.nan)
     noise = np.full(n, np.nan)
     need = np.empty(n)
+    pdelta = np.zeros(n)
     for b, i0, i1 in segs:
         if fs["cur"] is not None and b != fs["cur"]:
             _close_field_bucket(m, fs, f, pr)
@@ -314,10 +317,13 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
         r, tr = _reference(m, fs, b)
         if r is not None:
             ref[i0:i1], tref[i0:i1] = r, tr
+            # the daily pattern as known before this bucket (not after the whole chunk)
+            pdelta[i0:i1] = _profile_delta(m, fs, tt[i0:i1], tref[i0:i1])
         s = _scale(m, fs, pr)
         if s:
             mid = (b + 0.5) * p.bucket_s - p.tz_offset_s
-            known = _profile_scalar(m, fs, mid) is not None
+            learned = fs["scale_n"] >= p.warm_buckets and fs["scale"] is not None
+            known = not learned or _profile_scalar(m, fs, mid) is not None
             scale[i0:i1] = s if known else s * p.no_profile_scale
         nz = fs["noise"] if fs["noise"] is not None else pr.noise
         if nz is not None:
@@ -327,6 +333,10 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
             need[i0:i1] = max(need[i0], 2 * p.stuck_min_n)
         fs["bx"].extend(xx[i0:i1].tolist())
         fs["bt"].extend(tt[i0:i1].tolist())
+    for b, level in fs.pop("_out", []):
+        end = (b + 1) * p.bucket_s - p.tz_offset_s
+        spans.append(Span("level", m.node, end - p.bucket_s, end, end, "info", f,
+                          {"hour": b, f: level}))
     P = len(fs["prev"])
     ext = np.concatenate([np.asarray(fs["prev"], float), xx])
     ext_t = np.concatenate([np.asarray(fs["prev_t"], float), tt])
@@ -367,7 +377,7 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
                                             "samples": int(cnt[i1 - 1])})
 
     # departure from the recent level, corrected by the learned diurnal profile
-    dev = y - ref - _profile_delta(m, fs, tt, tref)
+    dev = y - ref - pdelta
     z = dev / scale
     for sgn in (-1, 1):
         kind = _departure_kind(f, pr.water, sgn)
@@ -562,14 +572,32 @@ def _aerator(m: NodeModel, st: dict[str, Any], tt: np.ndarray, on: np.ndarray,
     if running.any():
         a["pmax"] = max(a.get("pmax") or 0.0, float(np.nanmax(np.where(running, pw, 0.0))))
     rated = m.rated_w or a.get("pmax") or 0.0
+    spans = _duty(m, a, tt, on, pw)
     if rated <= 0:
-        return []
+        return spans
     nopower = running & (pw < p.aerator_min_power_frac * rated)
     rs, a["rs"] = run_start(nopower, tt, a.get("rs"))
     alarm, a["al"] = hysteresis(nopower & (tt - rs >= p.aerator_fault_s), ~nopower, a.get("al", False))
-    return _spans(m, "aerator_fault", alarm, tt, rs, "warning", "power_w",
+    return spans + _spans(m, "aerator_fault", alarm, tt, rs, "warning", "power_w",
                   lambda i0, i1: {"mode": "on_without_power", "power_w": float(pw[i0:i1].max()),
                                   "rated_w": rated})
+
+
+def _duty(m: NodeModel, a: dict[str, Any], tt: np.ndarray, on: np.ndarray, pw: np.ndarray) -> list[Span]:
+    """Hourly share of time running and mean power, reported when the hour closes."""
+    p = m.params
+    spans: list[Span] = []
+    for b, i0, i1 in _segments(tt, p):
+        if a.get("hb") is not None and b != a["hb"] and a.get("n"):
+            end = (a["hb"] + 1) * p.bucket_s - p.tz_offset_s
+            spans.append(Span("level", m.node, end - p.bucket_s, end, end, "info", "aerator_on",
+                              {"hour": a["hb"], "on": a["son"] / a["n"], "power_w": a["spw"] / a["n"]}))
+            a["son"] = a["spw"] = a["n"] = 0
+        a["hb"] = b
+        a["son"] = a.get("son", 0.0) + float(np.sum(on[i0:i1] > 0.5))
+        a["spw"] = a.get("spw", 0.0) + float(np.nansum(pw[i0:i1]))
+        a["n"] = a.get("n", 0) + (i1 - i0)
+    return spans
 
 
 # ---- learning at the close of a bucket -------------------------------------------------------
@@ -602,6 +630,8 @@ def _close_field_bucket(m: NodeModel, fs: dict[str, Any], f: str, pr: F.FieldPri
         return
     yv = np.log1p(np.maximum(bx, 0.0)) if pr.log else bx
     level = _med(yv)
+    if f in LEVEL_FIELDS:
+        fs.setdefault("_out", []).append([b, level])
     d = np.abs(np.diff(bx))
     peq = float(np.count_nonzero(d == 0)) / d.size
     if fs["peq"] is not None and fs["peq"] < 0.3 and peq > 0.6:
@@ -609,16 +639,19 @@ def _close_field_bucket(m: NodeModel, fs: dict[str, Any], f: str, pr: F.FieldPri
     ref, tref = _reference(m, fs, b)
     spread = 1.4826 * _med(np.abs(yv - level))
     scale = _scale(m, fs, pr)
-    _learn_profile(m, fs, b, level, lr)  # always: a daily pattern recurs, an anomaly does not
     if ref is not None:
         mid = (b + 0.5) * p.bucket_s - p.tz_offset_s
         pa, pb = _profile_scalar(m, fs, mid), _profile_scalar(m, fs, tref)
         dev_b = level - ref - ((pa - pb) if pa is not None and pb is not None else 0.0)
-        if scale and abs(dev_b) > p.z_on * scale:
+        odd = bool(scale and abs(dev_b) > p.z_on * scale)
+        _learn_profile(m, fs, b, level, lr, odd)
+        if odd:
             return  # the bucket departs from normal: do not learn the anomaly as normal
         s = math.sqrt(dev_b * dev_b + spread * spread)
         fs["scale"] = s if fs["scale"] is None else fs["scale"] + lr * (s - fs["scale"])
         fs["scale_n"] += 1
+    else:
+        _learn_profile(m, fs, b, level, lr)
     fs["hist"] = (fs["hist"] + [[b, level]])[-p.history_buckets:]
     if d.size:
         noise = _med(d)
@@ -633,7 +666,8 @@ def _close_field_bucket(m: NodeModel, fs: dict[str, Any], f: str, pr: F.FieldPri
             fs["res"] = r if fs["res"] is None else min(fs["res"], r)
 
 
-def _learn_profile(m: NodeModel, fs: dict[str, Any], b: int, level: float, lr: float) -> None:
+def _learn_profile(m: NodeModel, fs: dict[str, Any], b: int, level: float, lr: float,
+                   odd: bool = False) -> None:
     """One hourly level into its hour-of-day bin; big departures are clipped, not adopted."""
     p = m.params
     h = int(((b * p.bucket_s) % 86400) // 3600) % PROFILE_BINS
@@ -641,7 +675,9 @@ def _learn_profile(m: NodeModel, fs: dict[str, Any], b: int, level: float, lr: f
     if n == 0:
         fs["prof_m"][h] = level
     else:
-        step = max(1.0 / (n + 1), lr * 2)
+        # an hour that departs from normal teaches slowly: a recurring pattern is still
+        # learned within days, a one-off anomaly barely moves the profile
+        step = lr / 2 if odd else max(1.0 / (n + 1), lr * 2)
         dl = level - fs["prof_m"][h]
         lim = 3.0 * fs["prof_s"][h] if n >= 3 and fs["prof_s"][h] > 0 else abs(dl)
         fs["prof_m"][h] += step * max(-lim, min(lim, dl))

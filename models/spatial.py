@@ -29,6 +29,10 @@ class SpatialParams:
     rain_min_nodes: int = 3
     rain_window_s: float = 1800.0  # their onsets lie within this window
     order_min_s: float = 60.0      # onsets closer than this say nothing about direction
+    large_turbidity_ratio: float = 2.5  # peak/usual turbidity at the first node: a large outlet
+    large_do_drop_mg_l: float = 2.0     # or a DO drop this deep
+    plume_max_speed_m_s: float = 0.5   # faster than any creek current: not one plume
+    plume_min_gap_m: float = 60.0
     confirm_s: float = 120.0       # a new cluster waits this long: rain shows up everywhere
 
 
@@ -94,7 +98,18 @@ class Spatial:
         seen = min(v[1] for s in active.values() for v in s.values())
         if not ongoing and now - seen < self.p.confirm_s:
             return []  # wait a little: is it one node's discharge or rain everywhere?
+        if not ongoing and self._too_fast(active):
+            return []  # far-apart nodes changed together: no plume travels that fast (rain?)
         return [self._discharge(active, now, until, alive, faulty)]
+
+    def explains(self, node: str, at: float) -> str | None:
+        """``discharge`` or ``rain`` when an ongoing creek event already covers this node."""
+        if self.rain_last is not None and at - self.rain_last <= self.p.hold_s:
+            return "rain"
+        cl = self.cluster
+        if cl is not None and at - cl["until"] <= self.p.hold_s and node in cl.get("onsets", {}):
+            return "discharge"
+        return None
 
     def _active(self, now: float, faulty: Callable[[str, float], bool]) -> dict[str, dict[str, list]]:
         out: dict[str, dict[str, list]] = {}
@@ -157,10 +172,11 @@ class Spatial:
             normal = [n for n in self.cluster["normal"] if n not in active]  # as when it began
         else:
             self.cluster["normal"] = normal
-        outlets = self._outlets(self.sensors[first], [self.sensors[n] for n in normal], reverse) \
-            if first in self.sensors else []
         if first in active:
             self.cluster["first_evidence"] = {k: v[3] for k, v in active[first].items()}
+        size = self._size_guess(self.cluster["first_evidence"])
+        outlets = self._outlets(self.sensors[first], [self.sensors[n] for n in normal], reverse, size) \
+            if first in self.sensors else []
         fnode = self.sensors.get(first)
         # the alert belongs to the first abnormal node's segment: stable while the direction
         # (and so the outlet) is still being worked out; the outlets' segments are evidence
@@ -175,10 +191,24 @@ class Spatial:
             "outlet_segments": [o.segment for o in outlets],
             "upstream_normal": between,
             "flow": "reversed" if reverse else "normal",
+            "outlet_size_guess": self.cluster.get("size_guess"),
             "signals": {n: sorted(s) for n, s in active.items()},
             "first_evidence": self.cluster.get("first_evidence", {}),
         }
         return Finding("discharge", seg, first, onset[first], now, until, "critical", ev)
+
+    def _too_fast(self, active: dict[str, dict[str, list]]) -> bool:
+        """Did two nodes far apart change closer in time than any plume could travel?"""
+        nodes = [n for n in active if n in self.sensors]
+        onset = {n: min(v[0] for v in active[n].values()) for n in nodes}
+        for i, a in enumerate(nodes):
+            pa = self.creek.flow_position(self.sensors[a].channel, self.sensors[a].chainage_m)
+            for b in nodes[i + 1:]:
+                pb = self.creek.flow_position(self.sensors[b].channel, self.sensors[b].chainage_m)
+                dist = abs(pa - pb)
+                if dist >= self.p.plume_min_gap_m and abs(onset[a] - onset[b]) < dist / self.p.plume_max_speed_m_s:
+                    return True
+        return False
 
     def _reversed(self, nodes: list[str], onset: dict[str, float]) -> bool:
         """Did the signal arrive at upstream nodes later than at downstream ones?"""
@@ -198,7 +228,19 @@ class Spatial:
         """Is position ``b`` on the flow path from ``a`` to ``c``?"""
         return self.creek.is_downstream(a, b) and self.creek.is_downstream(b, c)
 
-    def _outlets(self, first: Node, normal: list[Node], reverse: bool) -> list[Outlet]:
+    def _size_guess(self, fe: dict[str, Any]) -> str:
+        """A strong signal at the first node points to a large outlet (more flow, less dilution)."""
+        strong = False
+        turb = fe.get("turb") or {}
+        if turb.get("value") is not None and turb.get("baseline"):
+            strong |= turb["value"] >= self.p.large_turbidity_ratio * max(turb["baseline"], 1.0)
+        do = fe.get("do") or {}
+        if do.get("value") is not None and do.get("baseline") is not None:
+            strong |= do["baseline"] - do["value"] >= self.p.large_do_drop_mg_l
+        self.cluster["size_guess"] = "large" if strong or self.cluster.get("size_guess") == "large" else "small"
+        return self.cluster["size_guess"]
+
+    def _outlets(self, first: Node, normal: list[Node], reverse: bool, size: str = "large") -> list[Outlet]:
         fp = _pos(first)
         cands = []
         for o in self.creek.outlets:
@@ -215,7 +257,7 @@ class Spatial:
                     continue
             cands.append(o)
         fpos = self.creek.flow_position(*fp)
-        cands.sort(key=lambda o: (o.size != "large",
+        cands.sort(key=lambda o: (o.size != size,
                                   abs(self.creek.flow_position(o.channel, o.chainage_m) - fpos)))
         return cands
 

@@ -185,6 +185,16 @@ def test_language_switch(panel, browser):
     assert "Hualong Rd west" in browser.page_source
     assert browser.find_element(By.CSS_SELECTOR, '.nav a[href="/inbox"]').text.startswith("Alerts")
     shot(browser, "05-creek-english")
+    browser.get(panel.url + "/segment/hl-3")
+    wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#chart-do canvas")))
+    wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#nodes-table tbody tr")) == 2)
+    assert "Dissolved oxygen" in browser.page_source
+    time.sleep(0.5)
+    shot(browser, "06-segment-english")
+    browser.get(panel.url + "/trends")
+    wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#comp-a tbody tr")) == 9)
+    time.sleep(0.5)
+    shot(browser, "07-trends-english")
     browser.find_element(By.ID, "lang-switch").click()
     wait(browser).until(lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN")
 

@@ -9,10 +9,20 @@ import pytest
 
 from rivermon.models import inject
 from rivermon.models.engine import Engine
-from rivermon.models.node import NodeModel
+from rivermon.models.node import NodeModel as _NodeModel
 from rivermon.models.replay import Series, run
 
 T0 = 1795708800.0  # 2026-11-27T00:00:00+08:00
+
+
+class NodeModel(_NodeModel):
+    """The node model without its hourly ``level`` reports (inputs to the neighbour checks)."""
+
+    def process(self, t, cols):
+        return [s for s in super().process(t, cols) if s.kind != "level"]
+
+    def score_many(self, t, cols):
+        return [s for s in super().score_many(t, cols) if s.kind != "level"]
 DAY = 86400.0
 
 
