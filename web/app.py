@@ -159,7 +159,8 @@ def _install_hooks(app: Flask, ctx: PanelContext) -> None:
     @app.context_processor
     def _template_globals() -> dict[str, Any]:
         return {"t": i18n.t, "pick": i18n.pick, "field_label": i18n.field_label, "lang": i18n.lang(), "csrf_token": csrf_token,
-                "user": g.get("user"), "cfg": ctx.cfg, "tz": ctx.topology.creeks[0].timezone}
+                "user": g.get("user"), "cfg": ctx.cfg, "tz": ctx.topology.creeks[0].timezone,
+                "tz_offset_s": _tz_offset(ctx.topology.creeks[0].timezone)}
 
     @app.errorhandler(BadParam)
     def _bad_param(exc: BadParam):
@@ -173,6 +174,14 @@ def _install_hooks(app: Flask, ctx: PanelContext) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
         return _error(exc.code or 500, exc.description or exc.name)
+
+
+def _tz_offset(tz: str) -> int:
+    """The zone's current UTC offset in seconds (charts label time in the creek's zone)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+    offset = datetime.now(ZoneInfo(tz)).utcoffset()
+    return int(offset.total_seconds()) if offset else 0
 
 
 def _error(status: int, message: str):

@@ -32,13 +32,16 @@ var RMCharts = (function () {
   }
 
   /* series: [{name, points: [[ts_ms, mean, min, max], ...]}]; opts: {doBands, zoom, unit, yMax} */
+  // Charts label time in the creek's zone: shift by its offset and let ECharts draw UTC.
+  var shift = (RM.page.tz_offset_s || 0) * 1000;
+
   function option(series, opts) {
     opts = opts || {};
     var out = series.map(function (s, i) {
       return {
         name: s.name, type: "line", showSymbol: false, sampling: "lttb",
         lineStyle: { width: 2.5 }, color: LINE_COLOURS[i % LINE_COLOURS.length],
-        data: s.points.map(function (p) { return [p[0], p[1]]; }),
+        data: s.points.map(function (p) { return [p[0] + shift, p[1]]; }),
         markArea: i === 0 ? markArea(opts.doBands) : undefined
       };
     });
@@ -46,7 +49,7 @@ var RMCharts = (function () {
       out.push({ name: "", type: "line", data: [], markArea: markArea(true) });
     }
     var o = {
-      animation: false,
+      animation: false, useUTC: true,
       grid: { left: 44, right: 12, top: 34, bottom: opts.zoom ? 70 : 30, containLabel: false },
       tooltip: { trigger: "axis", valueFormatter: function (v) { return v === null ? "—" : Number(v).toFixed(2) + " " + (opts.unit || ""); } },
       legend: { top: 0, textStyle: { fontSize: 13 } },

@@ -37,7 +37,7 @@
     RM.getJSON("/api/series?" + qs(q)).then(function (body) {
       chart.hideLoading();
       document.getElementById("series-title").textContent = (segNames[seg] ? RM.pick(segNames[seg]) : seg) +
-        " · " + field + (body.unit ? " (" + body.unit + ")" : "") + " · " + (body.interval_s >= 3600 ? body.interval_s / 3600 + " h" : body.interval_s / 60 + " min");
+        " · " + form.elements.field.options[form.elements.field.selectedIndex].text + " · " + (body.interval_s >= 3600 ? body.interval_s / 3600 + " h" : body.interval_s / 60 + " min");
       chart.setOption(RMCharts.option(RMCharts.fromApi(body), { doBands: field === "do_mg_l", zoom: true, unit: body.unit }), true);
     }).catch(RM.showError);
     document.getElementById("csv-series").href = "/export/series.csv?" + qs(q);
