@@ -123,3 +123,20 @@ def _inject(args: argparse.Namespace, cfg: Config, topology) -> int:
         client.disconnect()
     print(f"injected into {creek.id}: {json.dumps(raw)}")
     return 0
+
+
+def register_bench(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("sim", parents=[common],
+                       help="simulator speed: a week offline (CSV) and accelerated on a broker")
+    p.add_argument("--days", type=float, default=1.0,
+                   help="simulated days to publish (the week figure is projected) [default: 1]")
+    p.add_argument("--copies", type=int, default=1,
+                   help="also publish with this many creek copies [default: 1 = skip]")
+    p.add_argument("--bench-broker", metavar="URL", default=None,
+                   help="broker to publish to (default: a mosquitto of its own)")
+    p.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace, cfg: Config) -> int:
+    from .bench import run_bench
+    return run_bench(args, cfg)

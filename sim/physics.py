@@ -37,20 +37,20 @@ class Coefficients:
     # --- re-aeration ------------------------------------------------------------------
     oconnor_dobbins: float = 3.93       # k_a = 3.93 u^0.5 H^-1.5 per day (O'Connor & Dobbins 1958)
     wind_m_s: float = 2.0               # ASSUMPTION: light wind in a built-up valley
-    theta_reaeration: float = 1.024     # Elmore & West 1961; standard in QUAL2K (Chapra 2008)
+    theta_reaeration: float = 1.024     # Elmore & West 1961; the usual value in QUAL2K
     # --- oxygen demand ----------------------------------------------------------------
     respiration_g_m3_d: float = 13.0    # ASSUMPTION: community respiration of a planted creek with
     #                                      biofilm carriers; planted streams 2-20 g/m³/d (Odum 1956 range)
-    theta_respiration: float = 1.047    # QUAL2K default for algal/plant respiration (Chapra 2008)
+    theta_respiration: float = 1.047    # ASSUMPTION: the classic theta of oxygen demand (QUAL2K
+    #                                      uses 1.07 for algal respiration, Chapra et al. 2008)
     light_enhanced_respiration: float = 1.0  # respiration is raised after a day of photosynthesis
-    #                                      and relaxes overnight ("light-enhanced dark respiration",
-    #                                      Bender et al. 1987; stream evidence Hotchkiss & Hall 2014);
-    #                                      size ASSUMPTION
+    #                                      and relaxes overnight (daytime respiration well above
+    #                                      night-time in streams: Hotchkiss & Hall 2014); size ASSUMPTION
     ledr_time_h: float = 3.0            # ASSUMPTION: relaxation time of that enhancement
-    sod_g_m2_d: float = 1.0             # dredged sediment; 0.1-1 mineral, 1-10 organic
-    #                                      (Thomann & Mueller 1987, table 6.10)
+    sod_g_m2_d: float = 1.0             # dredged sediment; typical ranges 0.1-1 mineral, 1-10
+    #                                      organic (Thomann & Mueller 1987; Chapra 1997)
     theta_sod: float = 1.065            # Thomann & Mueller 1987
-    half_sat_o2_mg_l: float = 0.5       # oxygen limitation of demand, Monod (QUAL2K uses 0.6)
+    half_sat_o2_mg_l: float = 0.5       # ASSUMPTION: Monod oxygen limitation of every demand
     bod_fast_per_h: float = 1.2         # ASSUMPTION: immediate oxygen demand of raw sewage
     #                                      (sulphide, ferrous iron, labile COD), hours not days
     bod_slow_per_d: float = 0.35        # carbonaceous BOD decay 0.1-0.5 /d (Chapra 1997)
@@ -58,17 +58,18 @@ class Coefficients:
     # --- photosynthesis ---------------------------------------------------------------
     photosynthesis_g_m3_h: float = 1.2  # ASSUMPTION: gross production at full overhead sun,
     #                                      calibrated so the normal swing is ~4-9 mg/L
-    theta_photosynthesis: float = 1.036  # ASSUMPTION (QUAL2K growth theta 1.066 tempered by light limit)
+    theta_photosynthesis: float = 1.036  # ASSUMPTION (growth thetas are ~1.07; light limits it here)
     light_saturation: float = 0.3       # I_k of P = Pmax·tanh(I/I_k) (Jassby & Platt 1976), as a
     #                                      fraction of full sun; ASSUMPTION (~300 of ~2000 µmol/m²/s)
     # --- aerators ---------------------------------------------------------------------
-    sae_micropore_kg_kwh: float = 1.8   # ASSUMPTION: micro-pore tube aeration as used in Chinese
-    #                                      aquaculture is rated ~1.8-2.6 kg O2/kWh (standard conditions,
-    #                                      SC/T 6009 test method); we take the low end for a 1.2 m creek
-    sae_fountain_kg_kwh: float = 0.9    # ASSUMPTION: spray/fountain aerators 0.6-1.5 (Boyd 1998)
-    alpha_micropore: float = 0.6        # EPA 1989: fine pore alpha 0.4-0.8 in wastewater
-    alpha_fountain: float = 0.85        # Boyd 1998: surface aerators alpha ~0.8-0.9
-    theta_aeration: float = 1.024       # ASCE 2-91 standard
+    sae_micropore_kg_kwh: float = 1.8   # ASSUMPTION: suppliers of micro-pore aeration tubes for
+    #                                      aquaculture quote ~1.8-3 kg O2/kWh (standard conditions);
+    #                                      the low end, for a 1.2 m creek
+    sae_fountain_kg_kwh: float = 0.9    # ASSUMPTION: spray aerators test around 1-1.5 kg O2/kWh in
+    #                                      ponds (Boyd 1998); a decorative fountain does less
+    alpha_micropore: float = 0.6        # fine-pore alpha 0.4-0.8 (EPA 1989 fine pore design manual)
+    alpha_fountain: float = 0.85        # ASSUMPTION: surface aeration is less affected by surfactants
+    theta_aeration: float = 1.024       # ASCE 2-91 (oxygen transfer in clean water)
     spread_micropore_m: float = 25.0    # ASSUMPTION: half length of a diffuser grid
     spread_fountain_m: float = 12.0     # ASSUMPTION: spray radius plus near-field mixing
     resuspension_micropore: float = 0.15  # ASSUMPTION: +15 % turbidity over a running grid

@@ -210,3 +210,27 @@ def test_csv_refuses_bad_arguments_clearly(tmp_path: Path):
     assert p.returncode == 2 and "--duration: 'soon' is not a duration" in p.stderr
     p = _run_cli("--scenario", "nope", "--csv", str(tmp_path / "x.csv"))
     assert p.returncode == 2 and "neither a file nor a shipped scenario" in p.stderr
+
+
+def test_every_coefficient_is_documented_with_its_default():
+    from dataclasses import fields
+
+    from rivermon.sim.physics import Coefficients
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "simulator.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip().strip("`"): line.split("|")[2].strip()
+            for line in doc.splitlines() if line.startswith("| `")}
+    for f in fields(Coefficients):
+        assert f.name in rows, f"docs/simulator.md has no row for coefficient {f.name}"
+        assert float(rows[f.name]) == pytest.approx(getattr(Coefficients(), f.name)), f.name
+
+
+def test_copies_topology_loads_with_one_creek_per_copy(topology, tmp_path: Path):
+    from rivermon.core.topology import load_topology
+    from rivermon.sim.copies import write_copies_topology
+
+    out = tmp_path / "copies.toml"
+    write_copies_topology(topology, 3, out)
+    t = load_topology(out)
+    assert [c.id for c in t.creeks] == ["huanglong", "huanglong-2", "huanglong-3"]
+    assert all(len(c.nodes) == len(topology.creeks[0].nodes) for c in t.creeks)

@@ -152,3 +152,17 @@ def test_aerators_obey_cmd_and_confirm_at_once(broker_url, prefix, collector, se
     finally:
         pub.loop_stop()
         pub.disconnect()
+
+
+def test_copies_publish_as_separate_creeks_with_pooled_clients(broker_url, prefix, collector):
+    sub = collector([f"{prefix}/#"])
+    _sim(broker_url, prefix, "--scenario", "normal-week", "--copies", "2", "--clients", "pooled",
+         "--speed", "0", "--duration", "30m")
+    assert sub.wait_for(lambda ms: sum(1 for m in ms if m.topic.endswith("/telemetry")) >= 1200, 20)
+    creeks = defaultdict(set)
+    for m in sub.messages:
+        creek, node, channel = m.topic[len(prefix) + 1:].split("/")
+        creeks[(creek, channel)].add(node)
+    assert len(creeks[("huanglong", "telemetry")]) == 20
+    assert creeks[("huanglong-2", "telemetry")] == creeks[("huanglong", "telemetry")]
+    assert len(creeks[("huanglong-2", "status")]) == 20
