@@ -80,7 +80,7 @@ def plan_run(topology: Topology, scenario_name: str | None, *, seed: int, speed:
     if start:
         t0 = parse_instant(start, "--start")
     elif realtime:
-        t0 = math.floor(now)
+        t0 = math.floor(now) - interval_s  # the first readings are due now, not an interval later
     elif offline:
         t0 = local_midnight_before(now - (dur or 0.0), creek.timezone)
     else:
