@@ -15,7 +15,6 @@ import pytest
 from rivermon.core.alerts import AlertStore, alert_line, publish_alert
 from rivermon.core.config import load_config
 from rivermon.core.mqtt import make_client, parse_broker_url
-from rivermon.core.servers import free_port
 
 from test_web_api import write_readings
 
@@ -40,11 +39,11 @@ class Panel:
     """The real app on a threaded WSGI server in this process."""
 
     def __init__(self, app):
-        from werkzeug.serving import make_server
+        from rivermon.web.server import make_panel_server
 
         self.app = app
-        self.port = free_port()
-        self.server = make_server("127.0.0.1", self.port, app, threaded=True)
+        self.server = make_panel_server(app, "127.0.0.1", 0)
+        self.port = self.server.server_port
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -158,14 +157,22 @@ def test_cleaner_sees_discharge_live_and_handles_it(panel, browser, topology, tm
     assert "疑似排污" in item.text and "水体事件" in item.text
     shot(browser, "03-inbox-open")
     item.find_element(By.ID, f"note-{alert.id}").send_keys("已到现场")
+    # Another alert arrives while the note is half written: the list updates, the note stays.
+    other = inject_discharge(panel, tmp_path, "hl-6", "hl6-s1")
+    wait(browser).until(EC.presence_of_element_located((By.ID, f"alert-{other.id}")))
+    assert browser.find_element(By.ID, f"note-{alert.id}").get_attribute("value") == "已到现场"
+    item = browser.find_element(By.ID, f"alert-{alert.id}")
     item.find_element(By.CSS_SELECTOR, '[data-action="acknowledge"]').click()
     wait(browser).until(lambda d: d.find_element(By.ID, f"alert-{alert.id}").get_attribute("data-state")
                         == "acknowledged")
+    time.sleep(0.5)  # let the live echo of our own action arrive (it must not re-render anything)
     item = browser.find_element(By.ID, f"alert-{alert.id}")
     assert "确认人" in item.text and "li" in item.text and "已到现场" in item.text
     shot(browser, "04-inbox-acknowledged")
     item.find_element(By.CSS_SELECTOR, '[data-action="resolve"]').click()
     wait(browser).until(EC.invisibility_of_element_located((By.ID, f"alert-{alert.id}")))
+    browser.find_element(By.ID, f"alert-{other.id}").find_element(
+        By.CSS_SELECTOR, '[data-action="resolve"]').click()
     wait(browser).until(EC.visibility_of_element_located((By.ID, "no-alerts")))
     store = AlertStore(Path(panel.app.extensions["rivermon"].cfg.var) / "alerts.sqlite")
     done = store.get(alert.id)

@@ -54,29 +54,12 @@ def register_bench(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
     p.set_defaults(func=_bench)
 
 
-def _handler_class():
-    from werkzeug.serving import WSGIRequestHandler
-
-    class KeepAliveHandler(WSGIRequestHandler):
-        """HTTP/1.1 so clients reuse connections (the default 1.0 costs a connect and a thread
-        per request)."""
-
-        protocol_version = "HTTP/1.1"
-
-    return KeepAliveHandler
-
-
 def _web(args: argparse.Namespace, cfg: Config) -> int:
-    from werkzeug.serving import make_server
-
     from rivermon.core.influx import InfluxClient, InfluxError
     from .app import create_app
+    from .server import make_panel_server
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    KeepAliveHandler = _handler_class()
-    # A thread per connection: with the default 5 ms GIL switch interval a short request
-    # can wait behind busy threads for whole intervals (the convoy effect); 1 ms evens it out.
-    sys.setswitchinterval(0.001)
     influx = InfluxClient(cfg.influx, cfg.influx_db)
     try:
         influx.ensure_database()
@@ -84,8 +67,7 @@ def _web(args: argparse.Namespace, cfg: Config) -> int:
         log.warning("InfluxDB not reachable at start; /healthz says so until it is",
                     extra={"error": str(exc)})
     app = create_app(cfg, influx=influx, live=True, mqtt=True, aggregates=True)
-    server = make_server(cfg.web_host, int(cfg.web_port), app, threaded=True,
-                         request_handler=KeepAliveHandler)
+    server = make_panel_server(app, cfg.web_host, int(cfg.web_port))
     stopping = threading.Event()
 
     def stop(signum, frame) -> None:

@@ -80,5 +80,22 @@ var RMAlerts = (function () {
     return box;
   }
 
-  return { render: render };
+  /* Replace the list's alerts, keeping what a cleaner is typing: live updates must never wipe
+     a half-written note or move a button from under a thumb when nothing changed. */
+  function replaceList(list, alerts, opts) {
+    var key = JSON.stringify(alerts) + (opts.canAct ? "1" : "0");
+    if (list.getAttribute("data-key") === key) return;
+    var notes = {};
+    list.querySelectorAll("textarea").forEach(function (t) { if (t.value) notes[t.id] = t.value; });
+    var focused = document.activeElement && document.activeElement.id;
+    list.replaceChildren.apply(list, alerts.map(function (a) { return render(a, opts); }));
+    list.setAttribute("data-key", key);
+    Object.keys(notes).forEach(function (id) {
+      var t = document.getElementById(id);
+      if (t) t.value = notes[id];
+    });
+    if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
+  }
+
+  return { render: render, replaceList: replaceList };
 })();

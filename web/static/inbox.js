@@ -24,7 +24,7 @@
     if (single) {
       RM.getJSON("/api/alerts/" + encodeURIComponent(single)).then(function (a) {
         errBox.hidden = true;
-        list.replaceChildren(RMAlerts.render(a, { canAct: canAct, onChange: load, onError: showError }));
+        RMAlerts.replaceList(list, [a], { canAct: canAct, onChange: load, onError: showError });
         empty.hidden = true;
       }).catch(showError);
       return;
@@ -38,9 +38,7 @@
       var alerts = body.alerts;
       if (kind === "@water") alerts = alerts.filter(function (a) { return a.audience !== "equipment"; });
       if (kind === "@equipment") alerts = alerts.filter(function (a) { return a.audience === "equipment"; });
-      list.replaceChildren.apply(list, alerts.map(function (a) {
-        return RMAlerts.render(a, { canAct: canAct, onChange: load, onError: showError });
-      }));
+      RMAlerts.replaceList(list, alerts, { canAct: canAct, onChange: load, onError: showError });
       empty.hidden = alerts.length > 0;
     }).catch(showError);
   }

@@ -61,9 +61,7 @@
           cell(RM.age(newest(n.latest)))]));
       }
     });
-    list.replaceChildren.apply(list, body.alerts.map(function (a) {
-      return RMAlerts.render(a, { canAct: canAct, onChange: loadDetail, onError: showError });
-    }));
+    RMAlerts.replaceList(list, body.alerts, { canAct: canAct, onChange: loadDetail, onError: showError });
     document.getElementById("no-alerts").hidden = body.alerts.length > 0;
     var cmds = document.getElementById("commands");
     cmds.replaceChildren.apply(cmds, body.commands.map(function (c) {
