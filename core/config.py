@@ -123,6 +123,10 @@ SETTINGS: tuple[Setting, ...] = (
     _sim("sim_seed", int, 1, "Random seed of the simulated creek."),
     _sim("sim_speed", float, 1.0, "Simulated seconds per real second (1 = real time)."),
     _sim("sim_interval_s", float, 60.0, "Sampling interval of simulated nodes, seconds."),
+    _sim("sim_scenario", str, "demo",
+         "Scenario of `rivermon sim` when --scenario is not given: a shipped name or a TOML file."),
+    _sim("sim_truth", str, "",
+         "Append the simulator's ground truth (JSON lines) to this file; empty means none."),
     # -- notify ----------------------------------------------------------------------------
     _notify("notify_client_id", str, "rivermon-notify",
             "MQTT client id of the notifier (persistent session key; unique per notifier)."),

@@ -20,8 +20,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                     "status like real nodes (one MQTT client per node), obeys aerator cmd, and "
                     "writes every injected event and fault to a truth file. With --csv it runs "
                     "offline, as fast as possible, and writes a replay CSV instead.")
-    p.add_argument("--scenario", metavar="FILE_OR_NAME", default=None,
-                   help="a scenario TOML file or a shipped scenario name (see --list); default demo")
+    p.add_argument("--scenario", dest="sim_scenario", metavar="FILE_OR_NAME", default=None,
+                   help="a scenario TOML file or a shipped scenario name (see --list) [setting sim_scenario]")
     p.add_argument("--list", action="store_true", help="list the shipped scenarios and exit")
     p.add_argument("--speed", dest="sim_speed", type=float, default=None,
                    help="simulated seconds per real second: 1 = real time, 0 = as fast as possible "
@@ -30,8 +30,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    help="random seed; the same seed gives the same run [setting sim_seed]")
     p.add_argument("--interval", dest="sim_interval_s", type=float, default=None,
                    help="sampling interval of every node, seconds [setting sim_interval_s]")
-    p.add_argument("--truth", metavar="FILE", default=None,
-                   help="append the ground truth (JSON lines) to FILE")
+    p.add_argument("--truth", dest="sim_truth", metavar="FILE", default=None,
+                   help="append the ground truth (JSON lines) to FILE [setting sim_truth]")
     p.add_argument("--start", metavar="RFC3339|UNIX", default=None,
                    help="simulated start time (default: now in real time; otherwise the duration "
                         "before now, at local midnight for --csv)")
@@ -77,10 +77,10 @@ def _sim(args: argparse.Namespace, cfg: Config) -> int:
                          "would repeat)")
     from .runner import build_simulations, describe, plan_run
 
-    plan = plan_run(topology, args.scenario, seed=cfg.sim_seed, speed=cfg.sim_speed,
+    plan = plan_run(topology, cfg.sim_scenario, seed=cfg.sim_seed, speed=cfg.sim_speed,
                     interval_s=cfg.sim_interval_s, start=args.start, duration=args.duration,
                     copies=args.copies, offline=bool(args.csv), creek_id=args.creek)
-    sims, truth = build_simulations(plan, args.truth, args.aerators)
+    sims, truth = build_simulations(plan, cfg.sim_truth or None, args.aerators)
     log.info("simulation planned", extra=describe(plan))
     try:
         if args.csv:

@@ -50,6 +50,7 @@ def inject_topic(prefix: str, creek: str) -> str:
 PER_NODE_LIMIT = 400
 CONNECT_TIMEOUT_S = 30.0
 KEEPALIVE_S = 30
+RECONNECT_EVERY_S = 2.0
 
 
 @dataclass
@@ -91,6 +92,7 @@ class NodeClient:
         self.client.max_inflight_messages_set(100)
         self.connected = threading.Event()
         self.cut = False
+        self.retry_at = 0.0
         self.last_info: mqtt.MQTTMessageInfo | None = None
         if node:
             self.client.will_set(status_topic(prefix, creek, node),
@@ -111,9 +113,21 @@ class NodeClient:
         self.client.connect(self.broker.host, self.broker.port, keepalive=KEEPALIVE_S)
 
     def service(self, timeout: float = 0.0) -> None:
-        """Read acks, write what is queued, keep the connection alive."""
-        if not self.cut:
-            self.client.loop(timeout)
+        """Read acks, write what is queued, keep the connection alive; reconnect when it is lost.
+
+        A real node keeps trying to reach the broker; QoS 1 messages published meanwhile wait in
+        paho's queue and go out once the connection is back.
+        """
+        if self.cut:
+            return
+        rc = self.client.loop(timeout)
+        if rc == mqtt.MQTT_ERR_SUCCESS or time.monotonic() < self.retry_at:
+            return
+        self.retry_at = time.monotonic() + RECONNECT_EVERY_S
+        try:
+            self.client.reconnect()
+        except OSError:
+            pass
 
     def status(self, node: str, state: str) -> None:
         self.last_info = self.client.publish(status_topic(self.prefix, self.creek, node),
