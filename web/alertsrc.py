@@ -11,8 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from rivermon.core.alerts import (ACTIVE_STATES, KIND_NAMES, STATES, Alert, AlertStore,
-                                  alert_line, publish_alert)
+from rivermon.core.alerts import ACTIVE_STATES, Alert, AlertStore, alert_line, publish_alert
 from rivermon.core.influx import InfluxClient, InfluxError
 
 log = logging.getLogger("rivermon.web.alerts")
@@ -76,10 +75,3 @@ class AlertSource:
             # The SQLite row is the record; the InfluxDB point is a copy for Grafana and trends.
             log.warning("alert point not written", extra={"id": alert.id, "error": str(exc)})
 
-
-def kind_names() -> dict[str, dict[str, str]]:
-    return dict(KIND_NAMES)
-
-
-def states() -> tuple[str, ...]:
-    return STATES

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from rivermon.core.alerts import AlertError, AlertNotFound, InvalidTransition, KIND_NAMES, STATES
+from rivermon.core.reading import KNOWN_FIELDS, cmd_topic
 from rivermon.core.topology import UNASSIGNED
 
 from .auth import role_required
@@ -131,7 +132,6 @@ def series() -> Any:
     agg = ctx().aggregator
     result = ctx().queries.series(creek, segment, field, start, end, node=node,
                                   use_agg=bool(agg and agg.ready))
-    from rivermon.core.reading import KNOWN_FIELDS
     unit = KNOWN_FIELDS.get(field, ("",))[0]
     return jsonify({"creek": creek, "segment": segment, "field": field, "unit": unit,
                     "start": iso(start), "end": iso(end), **result})
@@ -223,8 +223,7 @@ def segment_detail(seg: str) -> Any:
         nodes.append({
             "id": node_id, "kind": n.kind if n else "unknown", "chainage_m": n.chainage_m if n else None,
             "aerator": n.aerator if n else None, "rated_w": n.rated_w if n else None,
-            "latest": {f: {"value": v.value, "time": iso(v.ts_s, tz)} for f, v in vals.items()
-                       if not f.startswith("_")},
+            "latest": {f: {"value": v.value, "time": iso(v.ts_s, tz)} for f, v in vals.items()},
         })
     alerts = sort_alerts(c.alerts.events("active", seg))
     commands = [cmd for cmd in c.hub.commands if cmd.get("node") in {n.id for n in known}][:20]
@@ -290,7 +289,7 @@ def fleet() -> Any:
     for node_id in [n.id for n in creek.nodes] + [u for u in unregistered if creek.node(u) is None]:
         n = creek.node(node_id)
         vals = latest.get(node_id, {})
-        seen = max((v.ts_s for f, v in vals.items() if v.ts_s and not f.startswith("_")), default=None)
+        seen = max((v.ts_s for v in vals.values() if v.ts_s), default=None)
         st = status.get(node_id, {})
         online = st.get("state") != "offline" and seen is not None and now - seen <= c.cfg.web_offline_after_s
         nodes.append({
@@ -325,7 +324,6 @@ def aerator_cmd(node: str) -> Any:
     if c.hub.client is None:
         return jsonify(error="no broker connection: the command was not sent"), 503
     payload = {"aerator_on": on, "reason": f"manual: {g.user.name}", "ts": round(time.time(), 3)}
-    from rivermon.core.reading import cmd_topic
     c.hub.client.publish(cmd_topic(c.cfg.topic_prefix, n.creek, n.id),
                          json.dumps(payload).encode(), qos=1)
     return jsonify({"node": node, "sent": payload})

@@ -17,7 +17,7 @@ from collections import deque
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from flask import (Blueprint, abort, current_app, flash, g, jsonify, redirect, render_template,
+from flask import (Blueprint, abort, current_app, g, jsonify, redirect, render_template,
                    request, session, url_for)
 
 from .users import ROLE_RANK, User

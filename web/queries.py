@@ -161,7 +161,6 @@ class PanelQueries:
             for tags, cols, values in _series(res):
                 row = dict(zip(cols, values[0]))
                 out.setdefault(tags.get("node", ""), {})[f] = Latest(row["v"], row["time"] / 1000)
-                out[tags.get("node", "")].setdefault("_segment", Latest(tags.get("segment"), None))
         return out
 
     # ---- series -----------------------------------------------------------------------

@@ -7,7 +7,6 @@ of the line nearest their compass direction (north up).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
