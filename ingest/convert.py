@@ -22,6 +22,7 @@ from rivermon.core.topology import UNASSIGNED, Topology
 AERATOR_HINTS = ("aerator_on", "power_w")
 TOPIC_CACHE_MAX = 100_000
 DETAIL_MAX = 1000
+R_INTERNAL = "ingest_error"
 
 
 @dataclass(slots=True)
@@ -273,6 +274,14 @@ class Converter:
         fields = {"topic": topic[:1024], "payload": raw, "detail": detail[:DETAIL_MAX],
                   "count": len(details)}
         return lp.line(lp.REJECTS, tags, fields, self.clock.next(now))
+
+    def internal_error(self, topic: str, payload: bytes, exc: Exception) -> Converted:
+        """A message the ingestor failed on (a bug): kept in rejects, never dropped silently."""
+        out = Converted()
+        self._reject(out, topic, payload, None, [rd.Rejection(
+            R_INTERNAL, f"the ingestor failed on this message: {type(exc).__name__}: {exc}"[:500])],
+            time.time())
+        return out
 
     def periodic_lines(self) -> list[str]:
         """Lines due now regardless of traffic (the per-hour overflow counters)."""

@@ -216,13 +216,18 @@ class Ingestor:
         except UnicodeDecodeError:
             topic = repr(msg._topic)[:300]
         payload = msg.payload
-        if topic.endswith("/status"):
-            out = self.converter.status(topic, payload)
-            self.metrics.messages["status"] += 1
-        else:
-            out = self.converter.telemetry(topic, payload)
-            self.metrics.messages["telemetry"] += 1
-            self.metrics.readings += out.readings
+        try:
+            if topic.endswith("/status"):
+                out = self.converter.status(topic, payload)
+                self.metrics.messages["status"] += 1
+            else:
+                out = self.converter.telemetry(topic, payload)
+                self.metrics.messages["telemetry"] += 1
+                self.metrics.readings += out.readings
+        except Exception as exc:  # noqa: BLE001 - one bad message must never stop ingestion
+            log.exception("could not process a message; it is kept in rejects",
+                          extra={"topic": topic[:300]})
+            out = self.converter.internal_error(topic, payload, exc)
         size = sum(len(x) for x in out.lines)
         with self.cond:
             if out.lines:
@@ -326,6 +331,9 @@ class Ingestor:
         stale = [name for name, beat in (("flusher", self.flusher_heartbeat),
                                          ("writer", self.writer.heartbeat)) if now - beat > 60]
         # A writer blocked in a long InfluxDB timeout still beats at least every timeout + 1 s.
+        mqtt_thread = getattr(self.client, "_thread", None)
+        if mqtt_thread is not None and not mqtt_thread.is_alive() and not self.stop_event.is_set():
+            stale.append("mqtt")
         if stale or not self.writer.is_alive() or not self.flusher.is_alive():
             return 503, "application/json", json.dumps({"live": False, "stale": stale}) + "\n"
         return 200, "application/json", json.dumps({"live": True}) + "\n"

@@ -76,11 +76,12 @@ def test_kill_9_of_the_ingestor_mid_stream_and_restart(service, broker_url, infl
     pub.close()
 
 
-def test_influxdb_stopped_30_s_mid_stream(service, broker_url, prefix, tmp_path):
+def test_influxdb_stopped_30_s_mid_stream_and_the_spool_filled_to_its_bound(service, broker_url, prefix, tmp_path):
     srv = servers.influxd(tmp_path / "influxd").start(timeout=60)
     influx = InfluxClient(srv.url, "outage")
     try:
-        svc, base, _ = _start(service, broker_url, srv.url, "outage", prefix, tmp_path / "var")
+        svc, base, _ = _start(service, broker_url, srv.url, "outage", prefix, tmp_path / "var",
+                              ingest_spool_max_mb=1)
         pub = Publisher(broker_url)
         stream = Stream(pub, prefix, NODES, count=1800, rate=50)  # 36 s
         stream.start()
@@ -92,10 +93,23 @@ def test_influxdb_stopped_30_s_mid_stream(service, broker_url, prefix, tmp_path)
         assert _metric(base, "rivermon_ingest_influx_healthy") == 0
         assert _ready(base)
         acks = _metric(base, "rivermon_ingest_acks_total")
+        assert wait_until(lambda: _metric(base, "rivermon_ingest_acks_total") > acks + 200, 10)
+        # A burst of backlogs fills the 1 MiB spool: acknowledgements stop, nothing is dropped.
+        burst_ts = int(stream.start_ts * 1000) - 10_000_000
+        burst = [("burst-1", burst_ts + i * 1000) for i in range(12_000)]
+        for i in range(0, len(burst), 100):
+            pub.publish(f"{prefix}/huanglong/burst-1/telemetry",
+                        [{"ts": ts / 1000, "do_mg_l": 6.0} for _, ts in burst[i:i + 100]])
+        assert wait_until(lambda: _metric(base, "rivermon_ingest_spool_full") == 1, 15)
+        assert not _ready(base)
+        held = _metric(base, "rivermon_ingest_acks_total")
+        time.sleep(2)
+        assert _metric(base, "rivermon_ingest_acks_total") == held
         time.sleep(max(0.0, 30 - (time.monotonic() - down_at)))
-        assert _metric(base, "rivermon_ingest_acks_total") > acks + 500
         srv.start(timeout=60)
+        stream.sent += burst
         _finish(stream, pub, influx, timeout=60)
+        assert _metric(base, "rivermon_ingest_spool_full") == 0 and _ready(base)
         assert wait_until(lambda: _metric(base, "rivermon_ingest_spool_bytes") == 0, 10)
         assert _metric(base, "rivermon_ingest_influx_healthy") == 1
         pub.close()

@@ -189,3 +189,38 @@ def test_status_online_offline_and_refusals():
 def test_raw_excerpt_keeps_4_kib_and_escapes_invalid_utf8():
     assert len(rd.raw_excerpt(b"a" * 10000)) == 4096
     assert rd.raw_excerpt(b"ok\xff") == "ok\\xff"
+
+
+# -- hostile input: nothing crashes, every refusal has a reason and a sentence -------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=6),
+    max_leaves=30)
+_reading = st.dictionaries(
+    st.sampled_from(["ts", "seq", "do_mg_l", "turbidity_ntu", "aerator_on", "x_1", "Bad"]) | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
+    | st.just(NOW) | st.just("2025-11-27T08:00:00+08:00"),
+    max_size=8)
+
+
+def _check(result: rd.Telemetry) -> None:
+    for rej in result.rejections:
+        assert rej.reason and rej.detail
+    for r in result.readings:
+        assert r.fields and all(type(v) in (float, bool) for v in r.fields.values())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(_json, _reading, st.lists(_reading, max_size=20)))
+def test_any_json_value_is_validated_without_crashing(value):
+    _check(tel(json.dumps(value, allow_nan=True).encode()))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200), st.text(max_size=60))
+def test_any_bytes_and_topic_are_validated_without_crashing(payload, topic):
+    _check(tel(payload))
+    _check(rd.parse_telemetry(topic, payload, P, now=NOW))
