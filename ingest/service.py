@@ -79,7 +79,10 @@ class Ingestor:
                                    cfg.ingest_rejects_per_hour, self.tracker)
         self.spool = Spool(spool_dir(cfg), cfg.ingest_spool_max_mb * 1024 * 1024,
                            fsync=cfg.ingest_fsync)
-        if self.spool.truncated_bytes:
+        if self.spool.lost_bytes:
+            log.error("the spool had corrupt records in an older segment (disk damage?); "
+                      "they are cut off", extra={"bytes": self.spool.lost_bytes})
+        elif self.spool.truncated_bytes:
             log.warning("cut a torn record off the spool; its messages were never acknowledged "
                         "and the broker delivers them again",
                         extra={"bytes": self.spool.truncated_bytes})

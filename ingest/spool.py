@@ -113,25 +113,27 @@ class Spool:
     # -- startup -------------------------------------------------------------------------
 
     def _recover(self) -> list[int]:
-        """List segments, cut a torn tail off the last one, drop empty ones."""
+        """List segments and cut each one at its first bad record.
+
+        A crash can only tear the newest segment's last record, whose messages were never
+        acknowledged (the broker sends them again). A bad record in an older segment means
+        the disk lost data: that segment's rest is cut and counted in ``lost_bytes``, and the
+        later segments are kept (the reader steps over the gap).
+        """
         bases = sorted(int(p.name[:-len(SUFFIX)]) for p in self.dir.glob("*" + SUFFIX)
                        if p.name[:-len(SUFFIX)].isdigit())
+        self.lost_bytes = 0
         for i, base in enumerate(bases):
             path = self.dir / _segment_name(base)
             data = path.read_bytes()
             _, good = read_records(data, base)
             if good < len(data):
-                # Only the newest segment can be torn; a bad record in an older one means the
-                # disk lost data, and nothing after it can be trusted either.
                 self.truncated_bytes += len(data) - good
+                if i < len(bases) - 1:
+                    self.lost_bytes += len(data) - good
                 with open(path, "r+b") as f:
                     f.truncate(good)
                     os.fsync(f.fileno())
-                for later in bases[i + 1:]:
-                    self.truncated_bytes += (self.dir / _segment_name(later)).stat().st_size
-                    (self.dir / _segment_name(later)).unlink()
-                bases = bases[:i + 1]
-                break
         return bases
 
     def _end_of_last(self) -> int:

@@ -120,3 +120,21 @@ def test_oldest_wall_time(tmp_path):
     assert sp.oldest_wall_ms() == 5678
     assert os.path.exists(tmp_path / "cursor")
     sp.close()
+
+
+def test_corruption_in_an_older_segment_keeps_the_later_segments(tmp_path):
+    sp = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=64 * 1024)
+    chunk = b"y" * 30_000
+    for _ in range(6):  # three segments of two records each
+        sp.append(chunk, 1)
+        sp.sync()
+    sp.close()
+    first = sorted(tmp_path.glob("*.wal"))[0]
+    data = bytearray(first.read_bytes())
+    data[-5] ^= 0xFF  # damage the second record of the first segment
+    first.write_bytes(bytes(data))
+    sp2 = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=64 * 1024)
+    assert sp2.lost_bytes > 0
+    recs = SpoolReader(sp2).read(100)
+    assert len(recs) == 5 and all(r.payload == chunk for r in recs)
+    sp2.close()
