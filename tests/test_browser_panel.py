@@ -141,6 +141,13 @@ def test_cleaner_sees_discharge_live_and_handles_it(panel, browser, topology, tm
         assert browser.find_element(By.ID, f"card-{s.id}").is_displayed()
     wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#live-dot.on")))
     shot(browser, "01-creek-ok")
+    assert not browser.find_element(By.ID, "attention").is_displayed()
+
+    # The stream drops (a restart, a network change): the page says so and reconnects by itself.
+    assert panel.app.extensions["rivermon"].hub.drop_clients() >= 1
+    wait(browser).until(EC.visibility_of_element_located((By.ID, "conn")))
+    wait(browser).until(EC.invisibility_of_element_located((By.ID, "conn")))
+    wait(browser).until(lambda d: panel.app.extensions["rivermon"].hub.client_count >= 1)
 
     alert = inject_discharge(panel, tmp_path)
     # No reload: the live stream recolours the segment and pops the alert.
@@ -150,6 +157,8 @@ def test_cleaner_sees_discharge_live_and_handles_it(panel, browser, topology, tm
     assert "严重" in card.text
     toast = wait(browser).until(EC.visibility_of_element_located((By.ID, "toast")))
     assert "hl-3" in toast.text
+    attention = wait(browser).until(EC.visibility_of_element_located((By.ID, "attention")))
+    assert "肉菜市场对出河段" in attention.text and "严重" in attention.text
     shot(browser, "02-creek-discharge")
 
     browser.find_element(By.CSS_SELECTOR, '.nav a[href="/inbox"]').click()

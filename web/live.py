@@ -65,19 +65,26 @@ class LiveHub:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        with self._lock:
-            for q in self._subs:
-                q.dropped = True  # type: ignore[attr-defined]
-                try:
-                    q.put_nowait(None)  # wake the stream so it ends now
-                except queue.Full:
-                    pass
+        self.drop_clients()
         if self._thread:
             self._thread.join(5)
         if self.client is not None:
             self.client.loop_stop()
             self.client.disconnect()
             self.client = None
+
+    def drop_clients(self) -> int:
+        """End every open stream now (their pages reconnect by themselves); returns how many."""
+        with self._lock:
+            subs = list(self._subs)
+            self._subs.clear()
+        for q in subs:
+            q.dropped = True  # type: ignore[attr-defined]
+            try:
+                q.put_nowait(None)  # wake the stream so it ends now
+            except queue.Full:
+                pass
+        return len(subs)
 
     @property
     def stopping(self) -> bool:

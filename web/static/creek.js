@@ -40,9 +40,25 @@
     });
   }
 
+  var RANK = { critical: 0, warning: 1, offline: 2 };
+
+  /* One line at the top naming the segments that need someone, worst first. */
+  function updateAttention(segments) {
+    var box = document.getElementById("attention");
+    var bad = segments.filter(function (s) { return s.status in RANK; })
+      .sort(function (a, b) { return RANK[a.status] - RANK[b.status]; });
+    box.hidden = !bad.length;
+    if (!bad.length) return;
+    box.className = "attention attention-" + bad[0].status;
+    box.replaceChildren.apply(box, bad.map(function (s) {
+      return RM.el("span", { text: "⚠ " + RM.pick(s.name) + " · " + RM.t("status_" + s.status) });
+    }));
+  }
+
   function onSegments(snap) {
     var open = 0;
     (snap.segments || []).forEach(function (s) { updateSegment(s); open += s.open_alerts || 0; });
+    updateAttention(snap.segments || []);
     updateAerators(snap.aerators);
     RM.navCount(open);
   }

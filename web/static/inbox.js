@@ -9,7 +9,10 @@
   var form = document.getElementById("filters");
   var params = new URLSearchParams(location.search);
   ["state", "segment", "kind"].forEach(function (k) {
-    if (params.get(k)) form.elements[k].value = params.get(k);
+    if (params.get(k)) {
+      form.elements[k].value = params.get(k);
+      document.getElementById("filter-box").open = true;  // show the filters that are in effect
+    }
   });
   var pending = null;
 
