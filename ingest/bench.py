@@ -313,6 +313,38 @@ def run_drain(tmp: Path, mq: servers.ManagedServer, influx_url: str, payloads, r
     return readings / (done - t0), done - t0, ing2.peak_rss
 
 
+def run_latency(tmp: Path, mq: servers.ManagedServer, influx_url: str,
+                samples: int = 20) -> tuple[float, float, int]:
+    """(median, max) seconds from publishing one reading at low load to finding it in InfluxDB."""
+    from .testing import Publisher
+
+    db = "latency"
+    ing = Ingestors(1, mq.port, influx_url, db, tmp / f"var-{db}", tmp)
+    client = InfluxClient(influx_url, db)
+    pub = Publisher(f"mqtt://127.0.0.1:{mq.port}")
+    took = []
+    try:
+        ing.start()
+        base = int(time.time()) - 3600
+        for i in range(samples):
+            t0 = time.time()
+            pub.publish(f"{PREFIX}/{CREEK}/lat-1/telemetry", {"ts": base + i, "do_mg_l": 5.0})
+            q = f'SELECT "do_mg_l" FROM "telemetry" WHERE time = {int((base + i) * 1000)}ms'
+            while not client.rows(q):
+                if time.time() - t0 > 10:
+                    raise RuntimeError("a reading did not become queryable within 10 s")
+                time.sleep(0.005)
+            took.append(time.time() - t0)
+            time.sleep(0.1)
+    finally:
+        pub.close()
+        client.close()
+        ing.stop()
+        ing.forget_sessions()
+    took.sort()
+    return took[len(took) // 2], took[-1], ing.peak_rss
+
+
 def run_bench(args: argparse.Namespace, cfg: Config) -> int:
     """Run every measurement and print the table; exit 0 only when all targets pass."""
     tmp = Path(tempfile.mkdtemp(prefix="rivermon-bench-ingest-"))
@@ -357,6 +389,12 @@ def run_bench(args: argparse.Namespace, cfg: Config) -> int:
             rows.append(Row(f"drain {drain_n:,} queued 1-reading msgs, {c} ingestor(s)", rate,
                             "readings/s", ">= 15,000", rate >= 15_000,
                             f"{secs:.1f} s from process start"))
+        if "latency" in only:
+            med, worst, peak = run_latency(tmp, mq, ix.url)
+            rss = max(rss, peak)
+            rows.append(Row("publish -> queryable in InfluxDB at low load, median", med * 1000, "ms"))
+            rows.append(Row("publish -> queryable in InfluxDB at low load, max of 20", worst * 1000, "ms",
+                            "< 1,000", worst < 1.0))
         rows.append(Row("ingestor peak RSS (largest process)", rss / 1e6, "MB", "< 100", rss < 100e6))
     finally:
         mq.stop()

@@ -37,8 +37,8 @@ def register_bench(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
                    help="ingestor processes on a shared subscription (0: 1 and 2) [default: 0]")
     p.add_argument("--publishers", type=int, default=0,
                    help="mosquitto_pub processes at once (one per node; 0: all nodes) [default: 0]")
-    p.add_argument("--only", default="one,arrays,drain",
-                   help="comma-separated runs: one, arrays, drain [default: all]")
+    p.add_argument("--only", default="one,arrays,drain,latency",
+                   help="comma-separated runs: one, arrays, drain, latency [default: all]")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.set_defaults(func=_bench)
 
