@@ -94,8 +94,19 @@ def check_csrf() -> None:
         abort(403, description="cross-origin request refused (Origin does not match this host)")
     sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
     expected = session.get("csrf", "")
+    if not expected and _secure_cookie_dropped():
+        abort(400, description="no session: this panel's cookies are Secure (HTTPS only) and the "
+                               "browser dropped them over plain HTTP; serve the panel over HTTPS "
+                               "or set web_cookie_secure = false on a closed network")
     if not expected or not hmac.compare_digest(str(sent), str(expected)):
         abort(400, description="CSRF token missing or wrong: reload the page and try again")
+
+
+def _secure_cookie_dropped() -> bool:
+    """True when a browser would not keep our Secure cookie (plain HTTP, not loopback)."""
+    host = (request.host or "").rsplit(":", 1)[0].strip("[]")
+    return (current_app.config["SESSION_COOKIE_SECURE"] and not request.is_secure
+            and host not in ("localhost", "127.0.0.1", "::1"))
 
 
 def wants_json() -> bool:
@@ -169,7 +180,8 @@ def login() -> Any:
         if status == 429:
             resp.headers["Retry-After"] = str(wait)
         return resp
-    return render_template("login.html", error=None, next=request.args.get("next", ""))
+    return render_template("login.html", error=None, next=request.args.get("next", ""),
+                           no_users=not ctx.users.all())
 
 
 @bp.route("/logout", methods=["POST"])

@@ -18,6 +18,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "user_name": ("用户名", "User name"),
     "password": ("密码", "Password"),
     "login_failed": ("用户名或密码错误", "Wrong user name or password"),
+    "no_users": ("还没有账号，请在服务器上运行：", "No accounts yet; on the server run:"),
     "login_throttled": ("尝试次数过多，请稍后再试", "Too many attempts; try again later"),
     "switch_lang": ("English", "中文"),
     "status_ok": ("正常", "OK"),
