@@ -206,3 +206,13 @@ def test_front_page_renders_every_segment(make_app, influx, topology):
     for s in topology.creeks[0].segments:
         assert s.name.zh in html and f'id="seg-line-{s.id}"' in html
     assert "<script>" not in html and "onclick" not in html
+
+
+def test_segments_carry_node_and_aerator_state(make_app, influx, topology):
+    write_readings(influx, topology, segments={"hl-3"})
+    write_readings(influx, topology, end=NOW - 7200, segments={"hl-4"})
+    app = make_app(web_public_view=True)
+    body = app.test_client().get("/api/segments").get_json()
+    assert body["nodes"]["hl3-s1"]["online"] is True and body["nodes"]["hl4-s1"]["online"] is False
+    assert "hl1-s1" not in body["nodes"]
+    assert body["aerators"]["hl3-a2"]["aerator_on"] is True

@@ -186,13 +186,17 @@ class LiveHub:
         unresolved = [a for a in self.alerts.unresolved() if a.get("state") in UNRESOLVED]
         out = []
         aerators: dict[str, Any] = {}
+        nodes: dict[str, Any] = {}
         for creek in self.topology.creeks:
             latest = self.queries.latest_by_segment(creek.id, now_s=now_s)
-            for node, vals in self.queries.latest_by_node(creek.id, fields=("aerator_on",),
-                                                          now_s=now_s).items():
+            per_node = self.queries.latest_by_node(creek.id, fields=("aerator_on", "do_mg_l"), now_s=now_s)
+            for node, vals in per_node.items():
                 if "aerator_on" in vals:
                     aerators[node] = {"aerator_on": vals["aerator_on"].value,
                                       "time": iso(vals["aerator_on"].ts_s, creek.timezone)}
+                seen = max(v.ts_s for v in vals.values())
+                nodes[node] = {"last": iso(seen, creek.timezone),
+                               "online": now_s - seen <= self.cfg.web_offline_after_s}
             for seg in creek.segments:
                 vals = latest.get(seg.id, {})
                 do, turb = vals.get("do_mg_l"), vals.get("turbidity_ntu")
@@ -215,7 +219,7 @@ class LiveHub:
                                    "severity": top.get("severity"), "summary": top.get("summary")}
                                   if top else None),
                 })
-        return {"segments": out, "aerators": aerators,
+        return {"segments": out, "aerators": aerators, "nodes": nodes,
                 "generated": iso(now_s, self.topology.creeks[0].timezone)}
 
     def _loop(self) -> None:

@@ -55,11 +55,19 @@
     }));
   }
 
+  function updateNodes(nodes) {
+    document.querySelectorAll("circle.node-sensor").forEach(function (c) {
+      var n = (nodes || {})[c.getAttribute("data-node")];
+      c.classList.toggle("node-off", !n || !n.online);
+    });
+  }
+
   function onSegments(snap) {
     var open = 0;
     (snap.segments || []).forEach(function (s) { updateSegment(s); open += s.open_alerts || 0; });
     updateAttention(snap.segments || []);
     updateAerators(snap.aerators);
+    updateNodes(snap.nodes);
     RM.navCount(open);
   }
 
