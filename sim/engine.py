@@ -45,6 +45,8 @@ RAIN_RUNOFF_CONC = (7.0, 4.0, 12.0, 300.0)      # DO, fast BOD, slow BOD, turbid
 OVERFLOW_CONC = (2.0, 25.0, 35.0, 200.0)
 OVERFLOW_M3_S_PER_MM_H = {"large": 0.0015, "small": 0.0004}
 RAIN_LIGHT = 0.3
+ARRIVAL_NTU = 1.0           # a discharge "arrives" at a node when its turbidity excess passes this
+ARRIVAL_HORIZON_S = 8 * 3600.0
 # A relapsing reach: sealed outlets and leak points seep sewage again (ASSUMPTION, as DISCHARGE).
 RELAPSE_LEAK_CONC = (0.5, 60.0, 90.0, 200.0)
 RAIN_COOLING_C = 1.5
@@ -209,7 +211,7 @@ class Simulation:
         if kind == "discharge":
             outlet = next(o for o in self.creek.outlets if o.id == spec.target)
             params = {**DISCHARGE[outlet.size], **params, "outlet_size": outlet.size,
-                      **self._reaction(outlet)}
+                      **self._reaction(outlet, {**DISCHARGE[outlet.size], **params}, spec.duration)}
             a.state.update(params)
             self.truth.record("discharge", a.start, a.end, segment=outlet.segment,
                               outlet=outlet.id, params=params, creek=self.creek_id)
@@ -333,21 +335,60 @@ class Simulation:
             link.skew_s = a.state.get("previous", 0.0)
         return []
 
-    def _reaction(self, outlet) -> dict[str, Any]:
-        """Sensor nodes downstream of an outlet (normal flow) and the plume's rough arrival."""
+    def _reaction(self, outlet, params: dict[str, Any], duration: float | None) -> dict[str, Any]:
+        """Which sensor nodes a discharge will reach, and when it first shows there.
+
+        ``downstream_nodes`` is the topology's answer under normal flow. ``nodes`` and
+        ``arrival_s`` come from a tracer run of the same transport under the flow of the moment
+        (so a reversed creek carries the plume upstream): a node is reached when the plume's
+        turbidity excess there first exceeds ``ARRIVAL_NTU`` (probe noise is ~0.2 NTU), at most
+        ``ARRIVAL_HORIZON_S`` after the outlet opens; ``advective_s`` is distance / velocity.
+        """
         here = (outlet.channel, outlet.chainage_m)
         pos0 = self.creek.flow_position(*here)
-        nodes = []
-        for n in self.sensors:
-            if self.creek.is_downstream(here, (n.channel, n.chainage_m)):
-                dist = self.creek.flow_position(n.channel, n.chainage_m) - pos0
-                nodes.append((dist, n.id))
-        nodes.sort()
+        downstream = sorted((self.creek.flow_position(n.channel, n.chainage_m) - pos0, n.id)
+                            for n in self.sensors if self.creek.is_downstream(here, (n.channel, n.chainage_m)))
+        arrival = self._plume_arrival(self._outlet_w[outlet.id], params["flow_m3_s"],
+                                      params["turbidity_ntu"], duration)
+        order = sorted(arrival, key=lambda n: arrival[n])
         u = self.k.velocity_main_m_s
-        return {"nodes": [n for _, n in nodes],
-                "arrival_s": {n: round(d / u) for d, n in nodes},
-                "upstream_nodes": [n.id for n in self.sensors
-                                   if n.id not in {x for _, x in nodes}]}
+        return {"nodes": order, "arrival_s": {n: arrival[n] for n in order},
+                "downstream_nodes": [n for _, n in downstream],
+                "advective_s": {n: round(d / u) for d, n in downstream},
+                "upstream_nodes": [n.id for n in self.sensors if n.id not in dict(
+                    (x, 0) for _, x in downstream)]}
+
+    def _plume_arrival(self, weights: np.ndarray, q: float, turbidity: float,
+                       duration: float | None) -> dict[str, int]:
+        """Seconds from the outlet opening until each sensor sees the plume (tracer run)."""
+        g, dt = self.water.grid, 60.0
+        factor = 1.0
+        for a in self.active:
+            if a.spec.kind == "flow":
+                factor *= a.state["factor"]
+        x = np.zeros((g.n_all, 1))
+        base = float(np.dot(weights, self.water.turb_base))
+        excess = max(0.0, turbidity - base)
+        open_s = duration if duration is not None else ARRIVAL_HORIZON_S
+        settle = self.k.settling_per_h / 3600.0 * dt
+        found: dict[str, int] = {}
+        saved = self.water.state
+        try:
+            self.water.state = x
+            for k in range(int(ARRIVAL_HORIZON_S // dt)):
+                self.water._transport(dt, factor)
+                if k * dt < open_s:
+                    frac = np.minimum(1.0, q * dt * weights / g.volume_m3)
+                    x[:, 0] += frac * (excess - x[:, 0])
+                x *= 1.0 - settle
+                seen = self.obs_w @ x[:, 0]
+                for i in np.nonzero(seen > ARRIVAL_NTU)[0]:
+                    found.setdefault(self.sensors[i].id, int((k + 1) * dt))
+                if len(found) == len(self.sensors):
+                    break
+        finally:
+            self.water.state = saved
+        return found
 
     def _record_network_truth(self) -> None:
         for key, kind in (("duplicate_prob", "net_duplicate"), ("reorder_prob", "net_reorder"),

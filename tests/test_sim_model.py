@@ -31,12 +31,12 @@ def _sim(creek, data: dict, seed: int = 7, interval: float = 60.0, duration: flo
                       duration=duration, truth=truth)
 
 
-def _collect(sim: Simulation) -> tuple[list, dict[str, np.ndarray], np.ndarray]:
-    """All messages, and the true DO at each sensor per step (times in the last array)."""
+def _collect(sim: Simulation, field: str = "do_mg_l") -> tuple[list, dict[str, np.ndarray], np.ndarray]:
+    """All messages, and the true value of ``field`` at each sensor per step (and the times)."""
     msgs, true_do, times = [], [], []
     for batch in sim.run():
         msgs += batch
-        true_do.append(sim.last_true["do_mg_l"].copy())
+        true_do.append(sim.last_true[field].copy())
         times.append(sim.t)
     arr = np.array(true_do)
     return msgs, {n.id: arr[:, i] for i, n in enumerate(sim.sensors)}, np.array(times)
@@ -115,6 +115,12 @@ def test_discharge_lowers_do_downstream_only_and_later_further_down(topology):
     order = [onsets[n] for n in downstream]
     assert order == sorted(order), onsets
     assert onsets["hl2-s1"] - (START + 14 * 3600) < 30 * 60  # the nearest node within half an hour
+    # The truth's arrival times are when the turbidity excess first passes 1 NTU.
+    _, turb_with, _ = _collect(_sim(creek, event), "turbidity_ntu")
+    _, turb_without, _ = _collect(_sim(creek, {}), "turbidity_ntu")
+    for node, arrival in rec["params"]["arrival_s"].items():
+        seen = times[np.argmax(turb_with[node] - turb_without[node] > 1.0)] - rec["start_ts"]
+        assert abs(seen - arrival) <= 180, (node, seen, arrival)
 
 
 def test_aerator_obeys_commands_and_a_stopped_one_reports_on_without_power(topology):
