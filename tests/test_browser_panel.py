@@ -142,6 +142,9 @@ def test_cleaner_sees_discharge_live_and_handles_it(panel, browser, topology, tm
     wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#live-dot.on")))
     shot(browser, "01-creek-ok")
     assert not browser.find_element(By.ID, "attention").is_displayed()
+    aerator = browser.find_element(By.CSS_SELECTOR, '.node-aerator[data-node="hl3-a2"]')
+    assert "aer-on" in aerator.get_attribute("class"), aerator.get_attribute("class")
+    assert not browser.find_elements(By.CSS_SELECTOR, "circle.node-sensor.node-off")
 
     # The stream drops (a restart, a network change): the page says so and reconnects by itself.
     assert panel.app.extensions["rivermon"].hub.drop_clients() >= 1
