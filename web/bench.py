@@ -211,7 +211,11 @@ def run_bench(args: argparse.Namespace, cfg: Config) -> int:
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         base = f"http://127.0.0.1:{port}"
-        _wait_up(base + "/healthz", 30)
+        try:
+            _wait_up(base + "/healthz", 30)
+        except RuntimeError:
+            tail = (work / "web.log").read_text(errors="replace").splitlines()[-15:]
+            raise RuntimeError("the panel did not become healthy; its log ends:\n" + "\n".join(tail)) from None
         # Each client follows one segment's one-year DO trend (9 different charts at once).
         segs = [s.id for s in load_topology().creeks[0].segments]
         years = [f"/api/series?segment={s}&field=do_mg_l&start={end - 365 * 86400}&end={end}"
