@@ -11,16 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
+from rivermon.core.alerts import EQUIPMENT_KINDS
+
 STATUSES = ("critical", "warning", "offline", "unknown", "ok")
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 UNRESOLVED = ("open", "acknowledged")
-
-# Kinds that are faults of equipment (they go to the operator, not the cleaner).
-EQUIPMENT_KINDS = frozenset({
-    "sensor_stuck", "sensor_spike", "sensor_drift", "sensor_gap", "sensor_range",
-    "sensor_out_of_range", "sensor_noise", "node_offline", "low_battery", "battery_low",
-    "aerator_fault", "clock_skew",
-})
 
 # GB 3838-2002 DO classes (minimum mg/L) and the black-odorous DO bands (2015 guide), as
 # half-open bands [low, high). Below class V is "worse than V"; it is split into the two
@@ -44,6 +39,7 @@ def is_equipment(alert: Mapping[str, Any]) -> bool:
     if audience in ("cleaner", "water"):
         return False
     kind = str(alert.get("kind", ""))
+    # Kinds added later keep the naming convention of the equipment ones.
     return kind in EQUIPMENT_KINDS or kind.startswith(("sensor_", "node_", "aerator_"))
 
 
