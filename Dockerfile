@@ -24,6 +24,7 @@ COPY models ./models
 COPY web ./web
 COPY sim ./sim
 COPY notify ./notify
+COPY control ./control
 RUN pip install . && rm -rf /src/build
 
 # A dedicated unprivileged user; its state (spool, SQLite, secret key) lives in the volume.

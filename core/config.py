@@ -50,6 +50,7 @@ _web = _s("web")
 _sim = _s("sim")
 _notify = _s("notify")
 _up = _s("up")
+_control = _s("control")
 
 SETTINGS: tuple[Setting, ...] = (
     # -- general: where things are -------------------------------------------------------
@@ -156,6 +157,37 @@ SETTINGS: tuple[Setting, ...] = (
             "when it exists (model on the same machine)."),
     _notify("notify_keep_days", int, 30,
             "Delivered messages and processed events older than this are pruned from the outbox."),
+    # -- control (aeration) -----------------------------------------------------------------
+    _control("control_client_id", str, "rivermon-control",
+             "MQTT client id of the aeration controller (`rivermon control`)."),
+    _control("control_on_below_mg_l", float, 4.0,
+             "Daytime: a segment's aerators switch on when its DO falls below this (mg/L)."),
+    _control("control_off_above_mg_l", float, 5.5,
+             "Daytime: they switch off again when DO reaches this (mg/L; hysteresis above the on point)."),
+    _control("control_night_comfort_mg_l", float, 6.0,
+             "Night rule: from dusk to dawn aerators run unless the segment's DO is at least this (mg/L)."),
+    _control("control_min_on_s", float, 1800.0,
+             "Minimum running time of an aerator once switched on (seconds; spares the motor)."),
+    _control("control_min_off_s", float, 900.0,
+             "Minimum rest of an aerator once switched off (seconds)."),
+    _control("control_night", str, "solar",
+             "When night is: 'solar' (sunset to sunrise at the creek, from a solar calculation) or "
+             "fixed local times 'HH:MM-HH:MM' (e.g. '18:30-06:30')."),
+    _control("control_fountain_hours", str, "08:00-10:00,19:00-21:00",
+             "Local hours fountains run for daytime flow and looks, whatever the DO "
+             "('HH:MM-HH:MM,...'; empty: fountains follow DO like the micro-pore grids)."),
+    _control("control_stale_s", float, 900.0,
+             "A sensor's DO older than this (seconds) is unknown; a segment without a usable DO "
+             "runs on schedule (night aeration, fountain hours)."),
+    _control("control_confirm_s", float, 60.0,
+             "An aerator that does not confirm a command (aerator_on in its telemetry) within this "
+             "many seconds raises an aerator_fault alert."),
+    _control("control_min_power_frac", float, 0.1,
+             "A confirmed 'on' drawing less than this fraction of rated power raises an aerator_fault."),
+    _control("control_tick_s", float, 5.0,
+             "How often (wall-clock seconds) the controller decides and checks confirmations."),
+    _control("control_dry_run", bool, False,
+             "Decide and log (command log mode 'dry-run') but publish no command."),
     # -- up --------------------------------------------------------------------------------
     _up("up_broker_port", int, 0, "Port for the broker `rivermon up` starts (0 = a free one)."),
     _up("up_influx_port", int, 0, "Port for the InfluxDB `rivermon up` starts (0 = a free one)."),

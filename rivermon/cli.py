@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="print the configuration reference")
     p.set_defaults(func=_cmd_config)
     from rivermon import nodes, ops, up
+    from rivermon.control import cli as control_cli
     from rivermon.ingest import cli as ingest_cli
     from rivermon.models import cli as models_cli
     from rivermon.notify import cli as notify_cli
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks that print their figures against their limits")
     bench_sub = bench.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
-    for module in (up, ingest_cli, models_cli, web_cli, sim_cli, nodes, notify_cli, ops):
+    for module in (up, ingest_cli, models_cli, web_cli, sim_cli, nodes, notify_cli, ops, control_cli):
         module.register(sub, common)
         if hasattr(module, "register_bench"):
             module.register_bench(bench_sub, common)

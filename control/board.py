@@ -1,0 +1,85 @@
+"""What the controller knows of the creek: each sensor's recent DO, which sensors can be trusted.
+
+A segment's DO is the lowest of its usable sensors (the conservative choice for life support),
+each sensor's value the median of its last three readings (one wild spike moves nothing). A
+sensor is not usable when it is offline (its status or last will), has an open sensor-fault
+alert (stuck, spike, drift, out of range), or its newest reading is older than ``stale_s``.
+No usable sensor: the DO is unknown and the controller falls back to its schedule.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from statistics import median
+
+from rivermon.core.topology import Creek
+
+# Alert kinds that say a sensor's readings cannot be trusted for control.
+SENSOR_FAULT_KINDS = frozenset({"sensor_stuck", "sensor_spike", "sensor_drift",
+                                "sensor_out_of_range"})
+MEDIAN_OF = 3
+
+
+@dataclass
+class _Sensor:
+    recent: deque = field(default_factory=lambda: deque(maxlen=MEDIAN_OF))  # (ts, value)
+    online: bool = True
+    faulty: bool = False
+
+
+class DoBoard:
+    """Recent DO per sensor node of one creek and each segment's usable value."""
+
+    def __init__(self, creek: Creek, stale_s: float = 900.0):
+        self.creek = creek
+        self.stale_s = stale_s
+        self.sensors: dict[str, _Sensor] = {n.id: _Sensor() for n in creek.nodes if not n.is_aerator}
+
+    def reading(self, node: str, ts: float, do_mg_l: float) -> None:
+        """A DO reading of a sensor node (unknown nodes and aerators are ignored)."""
+        s = self.sensors.get(node)
+        if s is None:
+            return
+        if s.recent and ts <= s.recent[-1][0]:
+            # a late (backlog) or repeated reading: keep the window in time order
+            items = sorted({*s.recent, (ts, do_mg_l)})[-MEDIAN_OF:]
+            s.recent.clear()
+            s.recent.extend(items)
+            return
+        s.recent.append((ts, do_mg_l))
+
+    def set_online(self, node: str, online: bool) -> None:
+        if node in self.sensors:
+            self.sensors[node].online = online
+
+    def set_faulty(self, node: str, faulty: bool) -> None:
+        if node in self.sensors:
+            self.sensors[node].faulty = faulty
+
+    def node_do(self, node: str, now: float) -> tuple[float | None, str]:
+        """(median DO, "") or (None, why not usable)."""
+        s = self.sensors[node]
+        if not s.online:
+            return None, f"{node} offline"
+        if s.faulty:
+            return None, f"{node} sensor fault"
+        if not s.recent:
+            return None, f"{node} no reading yet"
+        age = now - s.recent[-1][0]
+        if age > self.stale_s:
+            return None, f"{node} stale {int(age // 60)} min"
+        return median(v for _, v in s.recent), ""
+
+    def segment_do(self, segment: str, now: float) -> tuple[float | None, str]:
+        """The segment's DO (lowest usable sensor) or (None, why it is unknown)."""
+        values, why = [], []
+        for n in self.creek.nodes_in(segment, "sensor"):
+            v, reason = self.node_do(n.id, now)
+            if v is None:
+                why.append(reason)
+            else:
+                values.append(v)
+        if values:
+            return min(values), ""
+        return None, "; ".join(why) or "no DO sensor in the segment"
