@@ -47,7 +47,7 @@ class Params:
     # departure from the node's own recent level and diurnal profile
     z_on: float = 4.0
     z_off: float = 2.0
-    departure_min_s: float = 90.0
+    departure_min_s: float = 60.0
     history_buckets: int = 6
     warm_buckets: int = 3
     no_profile_scale: float = 2.5   # widen the band until the node's daily pattern is known

@@ -33,7 +33,7 @@ class SpatialParams:
     large_do_drop_mg_l: float = 2.0     # or a DO drop this deep
     plume_max_speed_m_s: float = 0.5   # faster than any creek current: not one plume
     plume_min_gap_m: float = 60.0
-    confirm_s: float = 120.0       # a new cluster waits this long: rain shows up everywhere
+    confirm_s: float = 90.0       # a new cluster waits this long: rain shows up everywhere
 
 
 @dataclass
@@ -93,6 +93,9 @@ class Spatial:
         rain = self._rain(active, now, until, alive)
         if rain is not None:
             return [rain]
+        active = self._not_rain(active)
+        if not active:
+            return []
         cl = self.cluster
         ongoing = cl is not None and now - cl["until"] <= self.p.hold_s
         seen = min(v[1] for s in active.values() for v in s.values())
@@ -110,6 +113,18 @@ class Spatial:
         if cl is not None and at - cl["until"] <= self.p.hold_s and node in cl.get("onsets", {}):
             return "discharge"
         return None
+
+    def _not_rain(self, active: dict[str, dict[str, list]]) -> dict[str, dict[str, list]]:
+        """Drop signals that began with the last rain: they are the rain's, even as they linger."""
+        if self.rain_last is None or self.rain_onset is None:
+            return active
+        lo, hi = self.rain_onset - self.p.rain_window_s, self.rain_last + self.p.hold_s
+        out = {}
+        for n, sigs in active.items():
+            keep = {k: v for k, v in sigs.items() if not lo <= v[0] <= hi}
+            if keep:
+                out[n] = keep
+        return out
 
     def _active(self, now: float, faulty: Callable[[str, float], bool]) -> dict[str, dict[str, list]]:
         out: dict[str, dict[str, list]] = {}
