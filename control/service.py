@@ -230,7 +230,8 @@ class ControlService:
         self.stats["commands"] += 1
         log.info("aerator command", extra={"creek": cc.creek.id, "segment": d.segment, "node": d.node,
                                            "aerator_on": d.on, "mode": mode, "rule": d.rule,
-                                           "do_mg_l": d.do_mg_l, "reason": d.reason["en"]})
+                                           "do_mg_l": d.do_mg_l, "reason": d.reason["en"],
+                                           "reason_zh": d.reason["zh"]})
         if dry:
             return
         payload = {"aerator_on": d.on, "reason": d.reason_text(), "ts": round(wall, 3),
@@ -258,9 +259,9 @@ class ControlService:
         seg = node.segment if node else "unassigned"
         old = [a for a in self.alerts.list(state=("open", "acknowledged"), segment=seg, kind=KIND,
                                            creek=cc.creek.id) if a.node == fault.node]
+        mine = {**fault.evidence, "command_sent": round(fault.sent, 3)}
         # same identity as the model's aerator detector: merge into its alert, keep its evidence
-        evidence = {**(old[0].evidence if old else {}), **fault.evidence,
-                    "command_sent": round(fault.sent, 3)}
+        evidence = {**old[0].evidence, "control": mine} if old and old[0].evidence.get("source") != "control" else mine
         a, change = self.alerts.open_or_update(cc.creek.id, seg, fault.node, KIND, "warning",
                                                fault.sent, fault.summary(), evidence)
         self.stats["faults"] += 1
