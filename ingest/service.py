@@ -237,6 +237,10 @@ class Ingestor:
                 self.p_lines.extend(out.lines)
                 self.p_bytes += size
             if msg.qos:
+                if self.p_gen != self.generation:
+                    # Packet ids of an earlier connection: never send them on this one (the
+                    # broker redelivers those messages itself).
+                    self.p_acks, self.p_gen = [], self.generation
                 self.p_acks.append(msg.mid)
             if out.accepted:
                 self.p_accepted[out.creek].extend(out.accepted)
@@ -250,9 +254,9 @@ class Ingestor:
         self.p_lines: list[str] = []
         self.p_bytes = 0
         self.p_acks: list[int] = []
+        self.p_gen = self.generation
         self.p_accepted: dict[str, list[str]] = defaultdict(list)
         self.p_msgs = 0
-        self.p_first = 0.0
 
     def _flush_loop(self) -> None:
         next_periodic = time.monotonic() + PERIODIC_S
@@ -300,7 +304,7 @@ class Ingestor:
             log.info("spool has room again; acknowledging resumes")
         self.spool_full = self.spool.full(self.p_bytes)
         with self.cond:
-            group = (self.p_lines, self.p_bytes, self.p_acks, self.p_accepted, self.generation)
+            group = (self.p_lines, self.p_bytes, self.p_acks, self.p_accepted, self.p_gen)
             self._reset_pending()
         return group
 
