@@ -92,6 +92,9 @@ def _sim(args: argparse.Namespace, cfg: Config) -> int:
             return 0
         from .live import run_live
         return run_live(sims, plan, cfg, clients=args.clients)
+    except ConnectionError as exc:
+        print(f"rivermon sim: {exc}", file=sys.stderr)
+        return 1
     finally:
         truth.close()
 

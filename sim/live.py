@@ -108,9 +108,21 @@ class NodeClient:
             self.status(self.node, "online")
         self.connected.set()
 
-    def start(self) -> None:
-        """Connect (no network thread: the run loop services every client, see :meth:`service`)."""
-        self.client.connect(self.broker.host, self.broker.port, keepalive=KEEPALIVE_S)
+    def start(self, deadline: float) -> None:
+        """Connect, retrying until ``deadline`` (monotonic) as a node does while the broker starts.
+
+        No network thread: the run loop services every client (see :meth:`service`).
+        """
+        while True:
+            try:
+                self.client.connect(self.broker.host, self.broker.port, keepalive=KEEPALIVE_S)
+                return
+            except OSError as exc:
+                if time.monotonic() >= deadline:
+                    raise ConnectionError(f"cannot reach the broker {self.broker.display()}: {exc}") from None
+                log.warning("broker not reachable yet; retrying",
+                            extra={"broker": self.broker.display(), "error": str(exc)})
+                time.sleep(1.0)
 
     def service(self, timeout: float = 0.0) -> None:
         """Read acks, write what is queued, keep the connection alive; reconnect when it is lost.
@@ -219,9 +231,9 @@ class LivePublisher:
         b = parse_broker_url(self.cfg.broker)
         self.cmd_client.connect_async(b.host, b.port, keepalive=KEEPALIVE_S)
         self.cmd_client.loop_start()
-        for c in self._all():
-            c.start()
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        for c in self._all():
+            c.start(deadline)
         for c in self._all():
             if not c.wait_connected(max(0.0, deadline - time.monotonic())):
                 raise ConnectionError(f"could not connect node {c.node or c.creek} to the broker "
@@ -344,7 +356,11 @@ def run_live(sims: list[Simulation], plan: RunPlan, cfg: Config, clients: str = 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    pub.start()
+    try:
+        pub.start()
+    except ConnectionError:
+        pub.stop()
+        raise
     log.info("simulated nodes connected", extra={"nodes": n_nodes, "pooled": pooled,
                                                  "broker": parse_broker_url(cfg.broker).display()})
     pacer = Pacer(plan.start, plan.speed)
