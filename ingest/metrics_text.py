@@ -98,4 +98,6 @@ def _nodes(ing: Any) -> list[str]:
     unassigned = sum(1 for n in nodes if not n.registered)
     out += gauge(P + "unregistered_nodes", "Nodes sending that the topology does not know",
                  [("", unassigned)])
+    out += counter(P + "untracked_node_updates_total",
+                   "Updates for nodes beyond the tracker's bound (10,000 nodes)", ing.tracker.untracked)
     return out

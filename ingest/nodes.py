@@ -15,6 +15,8 @@ from typing import Any, Iterable
 
 # Recent seqs remembered per node to tell a repeat from a late reading filling a gap.
 SEQ_WINDOW = 256
+# Nodes tracked at most (the shipped creek has 20; a big deployment a few thousand).
+MAX_NODES = 10_000
 
 
 @dataclass(slots=True)
@@ -42,10 +44,17 @@ class NodeTracker:
     def __init__(self) -> None:
         self.nodes: dict[tuple[str, str], NodeState] = {}
         self.lock = threading.Lock()
+        self.untracked = 0
+        self.spare = NodeState("", "", "", "", False)  # absorbs updates past MAX_NODES
 
     def _get(self, creek: str, node: str, tags: Any) -> NodeState:
         st = self.nodes.get((creek, node))
         if st is None:
+            if len(self.nodes) >= MAX_NODES:
+                # A flood of made-up node ids must not grow memory or /metrics without bound;
+                # their readings are still stored, only not tracked here.
+                self.untracked += 1
+                return self.spare
             with self.lock:
                 st = self.nodes.setdefault((creek, node), NodeState(
                     creek, node, tags.segment, tags.kind, tags.registered))
