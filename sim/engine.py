@@ -115,10 +115,6 @@ class Simulation:
         self._spinup(spinup_s)
 
     # ---- public ------------------------------------------------------------------------------
-    def initial_messages(self) -> list[Message]:
-        """Every node says it is online (retained status) before its first reading."""
-        return [link.status("online", self.start) for link in self.links.values()]
-
     def command(self, node_id: str, on: bool | None, reason: str = "") -> bool:
         """An aerator ``cmd``; it takes effect from the next step. False for an unknown aerator."""
         return self.aerators.command(node_id, on, reason)

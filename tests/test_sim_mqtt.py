@@ -166,3 +166,15 @@ def test_copies_publish_as_separate_creeks_with_pooled_clients(broker_url, prefi
     assert len(creeks[("huanglong", "telemetry")]) == 20
     assert creeks[("huanglong-2", "telemetry")] == creeks[("huanglong", "telemetry")]
     assert len(creeks[("huanglong-2", "status")]) == 20
+
+
+@pytest.mark.faults
+def test_killing_the_simulator_makes_the_broker_publish_every_will(broker_url, prefix, collector, service):
+    sub = collector([f"{prefix}/+/+/status"])
+    svc = service("sim", "--broker", broker_url, "--topic-prefix", prefix, "--scenario",
+                  "normal-week", "--speed", "1", "--duration", "10m")
+    online = lambda ms: len({m.topic for m in ms if b'"online"' in m.payload}) == 20  # noqa: E731
+    assert sub.wait_for(online, 20), svc.log()[-2000:]
+    svc.kill9()
+    offline = lambda ms: len({m.topic for m in ms if b'"offline"' in m.payload}) == 20  # noqa: E731
+    assert sub.wait_for(offline, 15)
