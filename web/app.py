@@ -24,6 +24,7 @@ from .auth import LoginLimiter, check_csrf, csrf_token, load_user
 from .live import LiveHub
 from .metrics import Metrics
 from .queries import PanelQueries
+from .sessions import CachedSessionInterface
 from .timeutil import BadParam
 from .users import UserStore
 
@@ -82,6 +83,7 @@ def create_app(cfg: Config, topology: Topology | None = None, influx: InfluxClie
     ``aggregates`` the hourly-aggregate job (``rivermon web`` turns all three on)."""
     topology = topology or load_topology(cfg.topology or None)
     app = Flask(__name__, static_folder="static", template_folder="templates")
+    app.session_interface = CachedSessionInterface()
     app.config.update(
         SECRET_KEY=secret_key(cfg),
         SESSION_COOKIE_NAME="rivermon_session",

@@ -25,6 +25,8 @@ from .timeutil import BadParam
 AGG = "telemetry_1h"
 # How far back "latest" looks; a segment silent for longer is unknown.
 LATEST_LOOKBACK_S = 30 * 86400
+# Asked first: nearly always every node reported within it, and it is a tenth of the work.
+RECENT_S = 6 * 3600
 # How long an answer may be reused: hourly aggregates change every few minutes anyway; raw
 # answers only while the same chart is asked for by several clients at once.
 AGG_TTL_S = 60.0
@@ -135,32 +137,46 @@ class PanelQueries:
     def latest_by_segment(self, creek: str, fields: Iterable[str] = ("do_mg_l", "turbidity_ntu"),
                           now_s: float | None = None) -> dict[str, dict[str, Latest]]:
         """``{segment: {field: Latest}}``: the newest value of each field per segment."""
-        now_s = time.time() if now_s is None else now_s
-        fields = [check_field(f) for f in fields]
-        where = _where(creek, now_s - LATEST_LOOKBACK_S, now_s + 400)
-        q = ";".join(f"SELECT last({quote_ident(f)}) AS v FROM {quote_ident(TELEMETRY)} "
-                     f'WHERE {where} GROUP BY "segment"' for f in fields)
-        out: dict[str, dict[str, Latest]] = {}
-        for f, res in zip(fields, self.influx.query(q)):
-            for tags, cols, values in _series(res):
-                row = dict(zip(cols, values[0]))
-                out.setdefault(tags.get("segment", ""), {})[f] = Latest(row["v"], row["time"] / 1000)
-        return out
+        c = self.topology.creek(creek) if self.topology else None
+        expected = {s.id for s in c.segments} if c else set()
+        return self._latest(creek, tuple(fields), ("segment",), None, expected, now_s)
 
     def latest_by_node(self, creek: str, segment: str | None = None,
                        fields: Iterable[str] = NODE_FIELDS,
                        now_s: float | None = None) -> dict[str, dict[str, Latest]]:
         """``{node: {field: Latest}}`` for one segment (or the whole creek)."""
+        c = self.topology.creek(creek) if self.topology else None
+        expected = {n.id for n in c.nodes if segment is None or n.segment == segment} if c else set()
+        return self._latest(creek, tuple(fields), ("node", "segment"), segment, expected, now_s)
+
+    def _latest(self, creek: str, fields: tuple[str, ...], group: tuple[str, ...],
+                segment: str | None, expected: set[str], now_s: float | None) -> dict[str, dict[str, Latest]]:
+        """Newest values per ``group[0]``: the last few hours first (cheap); only when something
+        expected is missing there, the last 30 days too (cached a minute)."""
         now_s = time.time() if now_s is None else now_s
-        fields = [check_field(f) for f in fields]
-        where = _where(creek, now_s - LATEST_LOOKBACK_S, now_s + 400, segment=segment)
+        for f in fields:
+            check_field(f)
+        out = self._last(creek, fields, group, segment, now_s - RECENT_S, now_s + 400)
+        if expected - set(out):
+            key = ("latest", creek, fields, group, segment, int(now_s // 60))
+            older = self.cache.get(key, 60.0, lambda: self._last(
+                creek, fields, group, segment, now_s - LATEST_LOOKBACK_S, now_s + 400))
+            for k, vals in older.items():
+                for f, v in vals.items():
+                    out.setdefault(k, {}).setdefault(f, v)
+        return out
+
+    def _last(self, creek: str, fields: tuple[str, ...], group: tuple[str, ...], segment: str | None,
+              start_s: float, end_s: float) -> dict[str, dict[str, Latest]]:
+        where = _where(creek, start_s, end_s, segment=segment)
+        by = ", ".join(quote_ident(g) for g in group)
         q = ";".join(f"SELECT last({quote_ident(f)}) AS v FROM {quote_ident(TELEMETRY)} "
-                     f'WHERE {where} GROUP BY "node", "segment"' for f in fields)
+                     f"WHERE {where} GROUP BY {by}" for f in fields)
         out: dict[str, dict[str, Latest]] = {}
         for f, res in zip(fields, self.influx.query(q)):
             for tags, cols, values in _series(res):
                 row = dict(zip(cols, values[0]))
-                out.setdefault(tags.get("node", ""), {})[f] = Latest(row["v"], row["time"] / 1000)
+                out.setdefault(tags.get(group[0], ""), {})[f] = Latest(row["v"], row["time"] / 1000)
         return out
 
     # ---- series -----------------------------------------------------------------------
