@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -424,4 +423,4 @@ def print_table(rows: list[Row]) -> None:
     for r in rows:
         res = "" if r.ok is None else "PASS" if r.ok else "FAIL"
         print(f"{r.what:<{width}}  {r.value:>12,.0f}  {r.unit:<11}  {r.target:<26}  {res:<6}  {r.note}")
-    os.sys.stdout.flush()
+    sys.stdout.flush()

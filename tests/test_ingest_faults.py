@@ -124,7 +124,7 @@ def test_mosquitto_restarted_mid_stream_with_persistence(service, influx, prefix
     try:
         svc, base, _ = _start(service, url, influx.url, influx.database, prefix, tmp_path / "var")
         pub = Publisher(url)
-        stream = Stream(pub, prefix, NODES, count=2000, rate=250)  # 8 s
+        stream = Stream(pub, prefix, NODES, count=1500, rate=300)  # 5 s
         stream.start()
         assert wait_until(lambda: stream.progress > 600, 10)
         broker.stop()
