@@ -14,6 +14,7 @@ import argparse
 import ctypes
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -34,6 +35,9 @@ from rivermon.core.topology import load_topology
 log = logging.getLogger("rivermon.up")
 
 RESTART_DELAY_S = 2.0
+# `rivermon up` is the demo: one account per role so every view can be tried.
+DEMO_ACCOUNTS = (("admin", "admin"), ("operator", "operator"), ("cleaner", "cleaner"),
+                 ("office", "viewer"))
 HEALTH_TIMEOUT_S = 60.0
 
 
@@ -179,6 +183,10 @@ class Stack:
             taken, web_port = web_port, servers.free_port()
             print(f"port {taken} is taken; the panel uses {web_port}", flush=True)
         self.web_url = f"http://127.0.0.1:{web_port}/"
+        web_env = {BY_NAME["web_port"].env: str(web_port)}
+        # The demo shows the creek view to anyone on this machine unless configured otherwise.
+        if not _explicit(self.args, self.cfg, "web_public_view"):
+            web_env[BY_NAME["web_public_view"].env] = "true"
         children = [
             # Ports go through the environment, which every subcommand reads via the config.
             Child("ingest", ["ingest", *common], logs / "ingest.log",
@@ -186,8 +194,7 @@ class Stack:
                   {BY_NAME["ingest_metrics_port"].env: str(metrics_port)}),
             Child("detect", ["detect", *common], logs / "detect.log"),
             Child("web", ["web", *common], logs / "web.log",
-                  _http_ok(f"http://127.0.0.1:{web_port}/healthz"),
-                  {BY_NAME["web_port"].env: str(web_port)}),
+                  _http_ok(f"http://127.0.0.1:{web_port}/healthz"), web_env),
         ]
         if self.cfg.notify_routes:
             argv = ["notify", *common, "--notify-routes", str(Path(self.cfg.notify_routes).resolve())]
@@ -200,6 +207,21 @@ class Stack:
                 sim += ["--scenario", self.args.scenario]
             children.append(Child("sim", sim, logs / "sim.log"))
         return children
+
+    def ensure_demo_accounts(self) -> list[tuple[str, str, str]]:
+        """First run: one panel account per role, passwords random, kept in VAR/demo-accounts.txt."""
+        path = self.var / "demo-accounts.txt"
+        if not path.exists():
+            rows = []
+            for name, role in DEMO_ACCOUNTS:
+                password = secrets.token_urlsafe(9)
+                subprocess.run([sys.executable, "-m", "rivermon.cli", "user", "add", name,
+                                "--role", role, "--password", password, "--var", str(self.var)],
+                               check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                rows.append(f"{name}\t{role}\t{password}")
+            path.write_text("\n".join(rows) + "\n")
+            path.chmod(0o600)
+        return [tuple(line.split("\t")) for line in path.read_text().splitlines() if line]
 
     def start_services(self, children: list[Child]) -> None:
         for child in children:
@@ -250,7 +272,12 @@ def run_up(args: argparse.Namespace, cfg: Config) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         broker, influx = stack.start_servers()
+        accounts = stack.ensure_demo_accounts()
         stack.start_services(stack.plan(broker, influx))
+        print("\nPanel accounts (user / role / password), kept in "
+              f"{stack.var / 'demo-accounts.txt'}:", flush=True)
+        for name, role, password in accounts:
+            print(f"  {name:<9} {role:<9} {password}", flush=True)
         print(f"\nrivermon is up. Panel: {stack.web_url}\nCtrl-C stops everything.", flush=True)
         stack.supervise()
     except servers.MissingBinary as exc:
