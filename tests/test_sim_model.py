@@ -188,15 +188,15 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_csv_same_seed_identical_and_faults_visible_in_file_order(tmp_path: Path):
     outs = []
-    for i, seed in enumerate(("3", "3", "4")):
+    for i, (seed, duration) in enumerate((("3", "1d8h"), ("3", "1d8h"), ("4", "6h"))):
         csv_path, truth = tmp_path / f"r{i}.csv", tmp_path / f"r{i}.jsonl"
-        p = _run_cli("--scenario", "radio-outage", "--seed", seed, "--duration", "2d",
+        p = _run_cli("--scenario", "radio-outage", "--seed", seed, "--duration", duration,
                      "--start", "2026-07-01T00:00:00+08:00", "--csv", str(csv_path),
                      "--truth", str(truth))
         assert p.returncode == 0, p.stderr
         outs.append((csv_path.read_bytes(), truth.read_bytes()))
     assert outs[0] == outs[1]
-    assert outs[0][0] != outs[2][0]
+    assert not outs[0][0].startswith(outs[2][0][:200_000])  # another seed, another run
     rows = list(csv.DictReader(outs[0][0].decode().splitlines()))
     assert list(rows[0])[:2] == ["time", "node"]
     truth = [json.loads(x) for x in outs[0][1].decode().splitlines()]
