@@ -123,8 +123,11 @@ class Simulation:
         """A ``cmd`` arriving at simulated time ``at``: the aerator switches and reports at once.
 
         None when ``node_id`` is not an aerator of this creek. The water feels the new state from
-        the next step on.
+        the next step on. A node whose link is down (radio outage, dead) never hears it.
         """
+        link = self.links.get(node_id)
+        if link is not None and (link.outage or not link.alive) and node_id in self.aerators.index:
+            return []
         if not self.aerators.command(node_id, on, reason):
             return None
         j = self.aerators.index[node_id]
