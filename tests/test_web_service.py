@@ -44,7 +44,13 @@ def test_rivermon_web_serves_and_stops(service, broker_url, influx, prefix, tmp_
             if b"event: segments" in buf:
                 break
     assert requests.get(base + "/inbox", timeout=5, allow_redirects=False).status_code == 302
-    assert web.stop() == 0, web.log()
+    # SIGTERM with a page's stream still open: the stream ends and the process exits cleanly.
+    with requests.get(base + "/api/stream", stream=True, timeout=10) as r:
+        next(r.iter_content(chunk_size=None))
+        t0 = time.monotonic()
+        assert web.stop(timeout=10) == 0, web.log()
+        assert time.monotonic() - t0 < 8
+        assert b"".join(r.iter_content(chunk_size=None)) is not None  # the server closed it
 
 
 def test_user_command(service, tmp_path):
