@@ -370,6 +370,7 @@ def run_live(sims: list[Simulation], plan: RunPlan, cfg: Config, clients: str = 
         pub.service()
 
     published = 0
+    last_at = plan.start
     t0 = time.monotonic()
     try:
         while not stop.is_set() and not all(s.finished() for s in sims):
@@ -379,12 +380,13 @@ def run_live(sims: list[Simulation], plan: RunPlan, cfg: Config, clients: str = 
                     batch += [(m.at, k, s.creek_id, m) for m in s.step()]
             batch.sort(key=lambda x: (x[0], x[1]))
             for at, _, creek, m in batch:
-                pacer.wait_until(at, stop, lambda: tick(min(at, pacer.allowed())))
+                pacer.wait_until(at, stop, lambda: tick(max(last_at, min(at, pacer.allowed()))))
                 if stop.is_set():
                     break
                 pub.send(creek, m)
                 published += 1
-            tick(sims[0].t)
+                last_at = max(last_at, at)
+            tick(last_at)  # a command's confirmation is never stamped before what went out
     finally:
         pub.stop()
     elapsed = time.monotonic() - t0
