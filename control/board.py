@@ -1,7 +1,8 @@
 """What the controller knows of the creek: each sensor's recent DO, which sensors can be trusted.
 
 A segment's DO is the lowest of its usable sensors (the conservative choice for life support),
-each sensor's value the median of its last three readings (one wild spike moves nothing). A
+each sensor's value the lower of its newest reading and the median of its last three (a wild
+high spike cannot switch aerators off; a low one may switch them on a little early). A
 sensor is not usable when it is offline (its status or last will), has an open sensor-fault
 alert (stuck, spike, drift, out of range), or its newest reading is older than ``stale_s``.
 No usable sensor: the DO is unknown and the controller falls back to its schedule.
@@ -69,7 +70,9 @@ class DoBoard:
         age = now - s.recent[-1][0]
         if age > self.stale_s:
             return None, f"{node} stale {int(age // 60)} min"
-        return median(v for _, v in s.recent), ""
+        # a wild high sample must not switch aerators off (median), a low one may switch them on
+        # early (the newest): when in doubt, aerate
+        return min(median(v for _, v in s.recent), s.recent[-1][1]), ""
 
     def segment_do(self, segment: str, now: float) -> tuple[float | None, str]:
         """The segment's DO (lowest usable sensor) or (None, why it is unknown)."""
