@@ -20,11 +20,14 @@ from rivermon.core.topology import Creek
 SENSOR_FAULT_KINDS = frozenset({"sensor_stuck", "sensor_spike", "sensor_drift",
                                 "sensor_out_of_range"})
 MEDIAN_OF = 3
+TREND_WINDOW_S = 1800.0   # how far back the rate of change looks
+TREND_MIN_SPAN_S = 900.0  # a shorter history says nothing about a trend
 
 
 @dataclass
 class _Sensor:
     recent: deque = field(default_factory=lambda: deque(maxlen=MEDIAN_OF))  # (ts, value)
+    history: deque = field(default_factory=deque)  # (ts, value) over TREND_WINDOW_S
     online: bool = True
     faulty: bool = False
 
@@ -43,12 +46,16 @@ class DoBoard:
         if s is None:
             return
         if s.recent and ts <= s.recent[-1][0]:
-            # a late (backlog) or repeated reading: keep the window in time order
-            items = sorted({*s.recent, (ts, do_mg_l)})[-MEDIAN_OF:]
-            s.recent.clear()
-            s.recent.extend(items)
-            return
-        s.recent.append((ts, do_mg_l))
+            # a late (backlog) or repeated reading: keep the windows in time order
+            for window, keep in ((s.recent, MEDIAN_OF), (s.history, None)):
+                items = sorted({*window, (ts, do_mg_l)})
+                window.clear()
+                window.extend(items[-keep:] if keep else items)
+        else:
+            s.recent.append((ts, do_mg_l))
+            s.history.append((ts, do_mg_l))
+        while s.history and s.history[0][0] < s.history[-1][0] - TREND_WINDOW_S:
+            s.history.popleft()
 
     def set_online(self, node: str, online: bool) -> None:
         if node in self.sensors:
@@ -86,3 +93,19 @@ class DoBoard:
         if values:
             return min(values), ""
         return None, "; ".join(why) or "no DO sensor in the segment"
+
+    def node_trend(self, node: str) -> float | None:
+        """Rate of change of a sensor's DO over the last half hour (mg/L per hour), or None."""
+        h = list(self.sensors[node].history)
+        if len(h) < 2 * MEDIAN_OF or h[-1][0] - h[0][0] < TREND_MIN_SPAN_S:
+            return None
+        first, last = h[:MEDIAN_OF], h[-MEDIAN_OF:]
+        dt = median(t for t, _ in last) - median(t for t, _ in first)
+        return (median(v for _, v in last) - median(v for _, v in first)) / dt * 3600.0
+
+    def segment_trend(self, segment: str, now: float) -> float | None:
+        """The steepest fall (or slowest rise) among the segment's usable sensors, mg/L per hour."""
+        trends = [self.node_trend(n.id) for n in self.creek.nodes_in(segment, "sensor")
+                  if self.node_do(n.id, now)[0] is not None]
+        trends = [x for x in trends if x is not None]
+        return min(trends) if trends else None

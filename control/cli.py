@@ -8,7 +8,7 @@ from rivermon.core.config import Config
 
 CONTROL_FLAGS = ("control_client_id", "control_on_below_mg_l", "control_off_above_mg_l",
                  "control_night_comfort_mg_l", "control_min_on_s", "control_min_off_s",
-                 "control_night", "control_fountain_hours", "control_stale_s", "control_confirm_s",
+                 "control_falling_mg_l_h", "control_night", "control_fountain_hours", "control_stale_s", "control_confirm_s",
                  "control_min_power_frac", "control_tick_s", "control_dry_run")
 
 

@@ -147,7 +147,8 @@ def simulate(policy: str, cfg: Config, *, scenario: str = "month", days: float =
         if policy == "controller":
             for c in ctls:
                 do, why = board.segment_do(c.segment, sim.t)
-                for d in c.decide(sim.t, do, why):
+                trend = board.segment_trend(c.segment, sim.t) if do is not None else None
+                for d in c.decide(sim.t, do, why, None, trend):
                     if d.changed:
                         sim.command(d.node, d.on, d.reason_text())
     h = interval / 3600.0

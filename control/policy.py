@@ -6,7 +6,8 @@ Rules, in order of precedence, for each aerator of the segment:
 2. **DO unknown** (no usable sensor: faulty, stale or offline): run on schedule, every aerator from
    dusk to dawn and fountains also in their hours (``fallback``);
 3. **DO known** (``auto``): by day, on below ``on_below_mg_l`` and off at ``off_above_mg_l`` or
-   above (hysteresis: in between, the last demand holds); by night (dusk to dawn) on unless DO is
+   above (hysteresis: in between, the last demand holds), and early when DO below the off point
+   falls faster than ``falling_mg_l_h`` (a discharge plume or a stalled flow); by night (dusk to dawn) on unless DO is
    comfortably high (``night_comfort_mg_l``; off again at ``+ NIGHT_DEADBAND_MG_L``); fountains
    also run in their configured hours (daytime flow and looks);
 4. **minimum on and off times** hold a switch that came too soon after the last one.
@@ -39,6 +40,7 @@ class ControlParams:
     night_comfort_mg_l: float = 6.0
     min_on_s: float = 1800.0
     min_off_s: float = 900.0
+    falling_mg_l_h: float = 1.0
     fountain_hours: tuple[tuple[float, float], ...] = ((8.0, 10.0), (19.0, 21.0))
     night: NightClock = field(default_factory=NightClock)
 
@@ -57,6 +59,7 @@ class ControlParams:
                    night_comfort_mg_l=float(cfg["control_night_comfort_mg_l"]),
                    min_on_s=float(cfg["control_min_on_s"]),
                    min_off_s=float(cfg["control_min_off_s"]),
+                   falling_mg_l_h=float(cfg["control_falling_mg_l_h"]),
                    fountain_hours=parse_windows(cfg["control_fountain_hours"], "control_fountain_hours"),
                    night=NightClock.from_setting(cfg["control_night"], timezone))
 
@@ -128,7 +131,7 @@ class SegmentController:
         self.switch: dict[str, _Switch] = {a.node: _Switch() for a in self.aerators}
 
     # -- the segment's demand --------------------------------------------------------------
-    def _demand(self, now: float, do: float) -> tuple[bool, str, dict[str, str]]:
+    def _demand(self, now: float, do: float, trend: float | None = None) -> tuple[bool, str, dict[str, str]]:
         p, d = self.p, _num(do)
         if p.night.is_night(now):
             dusk, dawn = p.night.dusk_dawn(now)
@@ -145,6 +148,12 @@ class SegmentController:
             return True, "low_do", {
                 "zh": f"溶解氧 {d} mg/L 低于开启点 {_num(p.on_below_mg_l)}",
                 "en": f"DO {d} mg/L below the on point {_num(p.on_below_mg_l)}"}
+        if (not self.demand and trend is not None and p.falling_mg_l_h > 0
+                and trend <= -p.falling_mg_l_h and do < p.off_above_mg_l):
+            rate = _num(-trend)
+            return True, "do_falling", {
+                "zh": f"溶解氧 {d} mg/L 正以每小时 {rate} mg/L 的速度下降，提前开启",
+                "en": f"DO {d} mg/L falling {rate} mg/L per hour: switch on early"}
         if do >= p.off_above_mg_l:
             return False, "do_recovered", {
                 "zh": f"溶解氧 {d} mg/L 已达关闭点 {_num(p.off_above_mg_l)}",
@@ -176,14 +185,18 @@ class SegmentController:
 
     # -- decisions -------------------------------------------------------------------------
     def decide(self, now: float, do_mg_l: float | None, unknown_why: str = "",
-               overrides: Mapping[str, Override] | None = None) -> list[Decision]:
-        """One decision per aerator at ``now``; ``do_mg_l`` None means the segment's DO is unknown."""
+               overrides: Mapping[str, Override] | None = None,
+               trend_mg_l_h: float | None = None) -> list[Decision]:
+        """One decision per aerator at ``now``; ``do_mg_l`` None means the segment's DO is unknown.
+
+        ``trend_mg_l_h`` is the segment's DO rate of change (negative: falling), when known.
+        """
         overrides = overrides or {}
         if do_mg_l is None:
             want, rule, reason = self._fallback(now, unknown_why)
             mode = "fallback"
         else:
-            want, rule, reason = self._demand(now, do_mg_l)
+            want, rule, reason = self._demand(now, do_mg_l, trend_mg_l_h)
             self.demand = want
             mode = "auto"
         out = []

@@ -213,7 +213,8 @@ class ControlService:
                 do, why = cc.board.segment_do(ctl.segment, now)
                 if do is None and grace and not any(n in ovs for n in (a.node for a in ctl.aerators)):
                     continue  # just started: give the first readings a moment before falling back
-                for d in ctl.decide(now, do, why, ovs):
+                trend = cc.board.segment_trend(ctl.segment, now) if do is not None else None
+                for d in ctl.decide(now, do, why, ovs, trend):
                     if d.changed:
                         self._command(cc, d, wall)
                         sent.append(d)

@@ -170,6 +170,9 @@ SETTINGS: tuple[Setting, ...] = (
              "Minimum running time of an aerator once switched on (seconds; spares the motor)."),
     _control("control_min_off_s", float, 900.0,
              "Minimum rest of an aerator once switched off (seconds)."),
+    _control("control_falling_mg_l_h", float, 1.0,
+             "Daytime: switch on early when DO (below the off point) falls faster than this "
+             "(mg/L per hour over the last half hour; a discharge plume); 0 turns it off."),
     _control("control_night", str, "solar",
              "When night is: 'solar' (sunset to sunrise at the creek, from a solar calculation) or "
              "fixed local times 'HH:MM-HH:MM' (e.g. '18:30-06:30')."),

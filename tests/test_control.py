@@ -84,6 +84,15 @@ def test_night_rule_runs_from_dusk_to_dawn_unless_do_is_comfortably_high():
     assert "20:00" in ds[1].reason["en"] and "夜间" in ds[1].reason["zh"]
 
 
+def test_fast_fall_switches_on_early_by_day():
+    ctl = controller()
+    t0 = local(14)
+    assert not ctl.decide(t0, 5.0, "", None, -0.4)[0].on          # a slow afternoon decline
+    d = ctl.decide(t0 + 300, 4.8, "", None, -1.5)[0]               # a plume arrives
+    assert d.on and d.rule == "do_falling" and "1.5" in d.reason["en"] and "下降" in d.reason["zh"]
+    assert not controller().decide(t0, 5.6, "", None, -3.0)[0].on  # above the off point: no
+
+
 def test_solar_night_for_foshan():
     clock = NightClock(TZ)
     dusk, dawn = clock.dusk_dawn(local(12))          # 1 July
@@ -216,6 +225,10 @@ def test_board_takes_median_of_three_lowest_usable_sensor_and_says_why_unknown(t
     do, why = b.segment_do("hl-3", 1120.0 + 901)
     assert do is None and "stale" in why
     assert b.segment_do("hl-4", 1200.0) == (None, "hl4-s1 no reading yet")
+    for i in range(7):                                    # 0.5 mg/L per 5 min = -6 mg/L per hour
+        b.reading("hl4-s1", 5000.0 + 300 * i, 7.0 - 0.5 * i)
+    assert b.segment_trend("hl-4", 6800.0) == pytest.approx(-6.0)
+    assert b.segment_trend("hl-3", 6800.0) is None          # stale sensors have no trend
 
 
 def test_confirmations_flag_silence_and_no_power():
