@@ -226,7 +226,7 @@ def test_phone_viewport(panel, browser, tmp_path):
     log_in(browser, panel, "wang")
     inject_discharge(panel, tmp_path)
     inject_discharge(panel, tmp_path, "hl-6", "hl6-s1")
-    pages = ["/", "/inbox", "/segment/hl-3", "/trends", "/fleet"]
+    pages = ["/", "/inbox", "/segment/hl-3", "/trends", "/fleet", "/report"]
     for path in pages:
         browser.get(panel.url + path)
         time.sleep(0.6)

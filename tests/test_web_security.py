@@ -16,7 +16,7 @@ from test_web_api import NOW, login, make_app, write_readings  # noqa: F401 (fix
 
 PUBLIC = {"health.healthz", "health.metrics", "auth.login", "auth.logout", "auth.set_lang", "static"}
 SAMPLE_ARGS = {"seg": "hl-3", "aid": "a-20990101-0001", "node": "hl3-a1", "action": "note",
-               "filename": "panel.css"}
+               "filename": "panel.css", "fmt": "csv"}
 PASSWORD = "correct horse 1"
 
 
@@ -195,7 +195,9 @@ def test_injection_strings_never_reach_influx(make_app, influx, topology):
             "/api/alerts": ["segment", "kind", "state", "start", "end", "limit", "creek"],
             "/export/alerts.csv": ["segment", "kind", "start", "end"],
             "/api/compliance": ["start", "end", "creek"],
-            "/api/alert-stats": ["start", "end"]}
+            "/api/alert-stats": ["start", "end"],
+            "/report": ["month"],
+            "/export/workorders.csv": ["start", "end"]}
     tried = 0
     for url, params in urls.items():
         for param in params:

@@ -156,3 +156,30 @@ def test_alert_page_and_language(make_app, tmp_path):
     c.post("/lang", data={"csrf_token": token, "lang": "en", "next": f"/alerts/{a.id}"})
     page = c.get(f"/alerts/{a.id}").get_data(as_text=True)
     assert '<html lang="en">' in page and "Alerts" in page
+
+
+def test_monthly_report_and_workorders(make_app, influx, topology, tmp_path):
+    write_readings(influx, topology, minutes=30)
+    store = AlertStore(tmp_path / "var" / "alerts.sqlite")
+    a, _ = store.open_or_update("huanglong", "hl-3", "hl3-s1", "discharge", "critical", NOW - 600,
+                                {"zh": "疑似排污", "en": "Suspected discharge"}, {"outlets": ["ol-l3"]})
+    store.acknowledge(a.id, "li", at=NOW - 300)
+    store.close()
+    app = make_app()
+    c = app.test_client()
+    login(c, app)
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+    month = datetime.fromtimestamp(NOW, ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
+    assert 'type="month"' in c.get("/report").get_data(as_text=True)
+    page = c.get(f"/report?month={month}")
+    assert page.status_code == 200 and "华龙涌" in page.get_data(as_text=True)
+    assert "script-src" not in page.headers["Content-Security-Policy"]  # default-src 'none' covers it
+    assert "<script" not in page.get_data(as_text=True)
+    rows = c.get(f"/report?month={month}&format=csv").get_data(as_text=True)
+    assert "hl-3" in rows
+    assert c.get("/report?month=2026-13").status_code == 400
+    assert c.get("/report?month=2999-01").status_code == 400
+    wo = c.get("/export/workorders.json").get_json()
+    assert json.dumps(wo, ensure_ascii=False).count(a.id) >= 1
+    assert a.id in c.get("/export/workorders.csv").get_data(as_text=True)

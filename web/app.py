@@ -127,10 +127,10 @@ def create_app(cfg: Config, topology: Topology | None = None, influx: InfluxClie
 
 
 def _register_blueprints(app: Flask) -> None:
-    from . import admin, api, health, views
+    from . import admin, api, health, reports, views
     from .auth import bp as auth_bp
 
-    for bp in (auth_bp, health.bp, api.bp, views.bp, admin.bp):
+    for bp in (auth_bp, health.bp, api.bp, views.bp, admin.bp, reports.bp):
         app.register_blueprint(bp)
 
 

@@ -131,6 +131,12 @@ TEXT: dict[str, tuple[str, str]] = {
     "not_found": ("找不到", "Not found"),
     "done": ("已完成", "Done"),
     "by": ("由", "by"),
+    "monthly_report": ("月度达标报告", "Monthly compliance report"),
+    "month": ("月份", "Month"),
+    "format": ("格式", "Format"),
+    "printable": ("可打印", "printable"),
+    "workorders": ("巡河工单导出（近 30 天）", "Patrol work orders (last 30 days)"),
+    "nav_report": ("报告", "Reports"),
 }
 
 
