@@ -72,6 +72,7 @@ class Params:
     do_black_severe_mg_l: float = 0.2
     standards_duration_s: float = 1800.0
     standards_hysteresis_mg_l: float = 0.3
+    min_fields: int = 1             # fields that must depart together (multi-parameter data)
     standards: bool = True          # GB 3838 / black-odorous bands (Chinese standards)
     # fields never scored (e.g. operational ones in a data set)
     ignore_fields: tuple[str, ...] = ()
@@ -201,6 +202,8 @@ def _run(m: NodeModel, st: dict[str, Any], t: np.ndarray,
     spans = _timing(m, st, t, segs)
     do_track = None
     confirm: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    dep_count = np.zeros(t.size, int)
+    dep_fields: dict[str, np.ndarray] = {}
     for f, x in cols.items():
         valid = ~np.isnan(x)
         if not valid.any():
@@ -219,13 +222,30 @@ def _run(m: NodeModel, st: dict[str, Any], t: np.ndarray,
         fsegs = segs if allv else _segments(tt, p)
         found, y_t, y = _field(m, fs, f, tt, xx, fsegs)
         spans += found
+        dep = fs.pop("_dep", None)
+        if dep is not None:
+            idx = np.searchsorted(t, y_t)
+            dep_count[idx[dep]] += 1
+            dep_fields.setdefault(f, np.zeros(t.size, bool))[idx[dep]] = True
         if f == "do_mg_l":
             do_track = (y_t, y)
+    if dep_fields:
+        spans += _multi_departure(m, t, dep_count, dep_fields)
     if do_track is not None and do_track[0].size and m.params.standards:
         spans += _standards(m, st, *do_track, confirm)
     for f, (tt, xx) in confirm.items():
         st["confirm"][f] = [float(tt[-1]), float(xx[-1])]
     return spans, st
+
+
+def _multi_departure(m: NodeModel, t: np.ndarray, count: np.ndarray,
+                     fields: dict[str, np.ndarray]) -> list[Span]:
+    """A departure only when several fields depart together (``min_fields``), as one finding."""
+    flag = count >= m.params.min_fields
+    return _spans(m, "baseline_departure", flag, t, None, "warning", "",
+                  lambda i0, i1: {"fields": sorted(f for f, a in fields.items() if a[i0:i1].any()),
+                                  "direction": "both", "value": None, "baseline": None,
+                                  "z": None})
 
 
 def _segments(t: np.ndarray, p: Params) -> list[tuple[int, int, int]]:
@@ -394,6 +414,9 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
         enter = on_c & (tt - rs_on >= p.departure_min_s)
         alarm, car["al"] = hysteresis(enter, ~off_c, car["al"])
         rs_off, car["off"] = run_start(off_c | alarm, tt, car["off"])
+        if kind == "baseline_departure" and p.min_fields > 1:
+            fs["_dep"] = fs.get("_dep", np.zeros(n, bool)) | alarm  # combined across fields below
+            continue
         if alarm.any():
             spans += _spans(m, kind, alarm, tt, rs_off, "warning", f,
                             _departure_evidence(f, pr, sgn, z, xx, ref))

@@ -85,6 +85,10 @@ def _rain(node: str, ev: dict[str, Any]) -> tuple[str, str]:
 
 
 def _departure(node: str, ev: dict[str, Any]) -> tuple[str, str]:
+    if ev.get("fields"):
+        names = [F.name(f) for f in ev["fields"]]
+        return (f"{node} 的{'、'.join(n[0] for n in names)}同时偏离其日常规律",
+                f"{', '.join(n[1] for n in names)} at {node} depart together from their own daily patterns")
     zh, en, u = _fname(ev)
     dzh = "偏低" if ev.get("direction") == "down" else "偏高"
     return (f"{node} 的{zh}为 {_num(ev.get('value'))} {u}，{dzh}于其日常规律（约 {_num(ev.get('baseline'))} {u}，"
