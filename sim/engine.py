@@ -23,7 +23,7 @@ from .probes import BATTERY_DEAD_V, BATTERY_LOW_V, DEFAULT_DRIFT, ProbeBank
 from .scenario import EventSpec, Scenario, parse_event
 from .timeparse import utc_offset_hours
 from .truth import TruthWriter
-from .water import DO, LF, LS, TURB, Forcing, WaterModel
+from .water import DO, TURB, Forcing, WaterModel
 from .weather import Weather
 
 FW = "rivermon-sim-1.0"
@@ -45,6 +45,7 @@ RAIN_RUNOFF_CONC = (7.0, 4.0, 12.0, 300.0)      # DO, fast BOD, slow BOD, turbid
 OVERFLOW_CONC = (2.0, 25.0, 35.0, 200.0)
 OVERFLOW_M3_S_PER_MM_H = {"large": 0.0015, "small": 0.0004}
 RAIN_LIGHT = 0.3
+LINK_PROBS = {"duplicates": "duplicate", "reorder": "reorder", "dropout": "dropout"}
 ARRIVAL_NTU = 1.0           # a discharge "arrives" at a node when its turbidity excess passes this
 ARRIVAL_HORIZON_S = 8 * 3600.0
 # A relapsing reach: sealed outlets and leak points seep sewage again (ASSUMPTION, as DISCHARGE).
@@ -239,65 +240,62 @@ class Simulation:
 
     def _begin_node(self, a: Active, node: Node, seg: str | None, params: dict[str, Any],
                     t: float) -> list[Message]:
+        """Start a fault of one node and record it in the truth."""
         kind = a.spec.kind
-        link = self.links[node.id]
-        i = self.sensor_index.get(node.id)
-        out: list[Message] = []
-
-        def rec(truth_kind: str, start: float = a.start, end: float | None = a.end) -> None:
-            self.truth.record(truth_kind, start, end, segment=seg, node=node.id, params=params,
-                              creek=self.creek_id)
-
         if kind == "aerator_failure":
             params.setdefault("mode", "stopped")
             self.aerators.set_failure(node.id, params["mode"])
-            rec("aerator_fault")
-        elif kind == "fouling":
+        elif kind in ("fouling", "stuck", "battery"):
+            self._begin_probe_fault(a, self.sensor_index[node.id], params)
+        elif kind == "spike":
+            self._plan_spikes(a, self.sensor_index.get(node.id), params)
+            return []  # each spike is recorded when it fires
+        out = self._begin_link_fault(a, self.links[node.id], params, t)
+        end = None if kind in ("battery", "node_dies") else a.end
+        self.truth.record(a.spec.truth_kind, a.start, end, segment=seg, node=node.id,
+                          params=params, creek=self.creek_id)
+        return out
+
+    def _begin_probe_fault(self, a: Active, i: int, params: dict[str, Any]) -> None:
+        kind, faults = a.spec.kind, self.probes.faults[i]
+        if kind == "fouling":
             name = params.setdefault("field", "do_mg_l")
             params.setdefault("rate_per_d", DEFAULT_DRIFT[name])
             params.setdefault("noise_growth_per_d", 1.0)
-            self.probes.faults[i].drift[name] = (a.start, params["rate_per_d"], params["noise_growth_per_d"])
-            rec("sensor_drift")
+            faults.drift[name] = (a.start, params["rate_per_d"], params["noise_growth_per_d"])
         elif kind == "stuck":
             name = params.setdefault("field", "turbidity_ntu")
-            held = self.probes.last[i].get(name, 0.0)
-            params["value"] = held
-            self.probes.faults[i].stuck[name] = held
-            rec("sensor_stuck")
-        elif kind == "spike":
-            self._plan_spikes(a, i, params)
+            params["value"] = faults.stuck[name] = self.probes.last[i].get(name, 0.0)
         elif kind == "battery":
             params.setdefault("rate_v_per_d", 0.25)
-            self.probes.faults[i].battery = (a.start, params["rate_v_per_d"])
+            faults.battery = (a.start, params["rate_v_per_d"])
             now_v = self.probes.last[i].get("battery_v", 3.95)
             params["low_below_v"] = BATTERY_LOW_V
             params["dies_below_v"] = BATTERY_DEAD_V
             params["expected_death_ts"] = round(a.start + max(0.0, now_v - BATTERY_DEAD_V)
                                                 / params["rate_v_per_d"] * 86400.0, 1)
             a.end = None  # a failing battery ends in death, not by the clock
-            rec("low_battery", end=None)
-        elif kind == "node_dies":
+
+    def _begin_link_fault(self, a: Active, link: NodeLink, params: dict[str, Any],
+                          t: float) -> list[Message]:
+        kind = a.spec.kind
+        if kind == "node_dies":
             a.state["instant"] = True
             params.setdefault("cause", "power")
-            rec("node_offline", end=None)
-            out += link.die(t)
-        elif kind == "radio_outage":
+            return link.die(t)
+        if kind == "radio_outage":
             params["will"] = True
             params["expected_readings"] = int((a.end - a.start) // self.interval) if a.end else None
-            rec("net_backlog")
-            out += link.start_outage(t)
-        elif kind in ("duplicates", "reorder", "dropout"):
-            attr = {"duplicates": "duplicate", "reorder": "reorder", "dropout": "dropout"}[kind]
+            return link.start_outage(t)
+        if kind in LINK_PROBS:
             params.setdefault("prob", 0.2)
-            a.state["previous"] = getattr(link, attr)
-            setattr(link, attr, params["prob"])
-            rec(a.spec.truth_kind)
+            a.state["previous"] = getattr(link, LINK_PROBS[kind])
+            setattr(link, LINK_PROBS[kind], params["prob"])
         elif kind == "clock_skew":
             params.setdefault("offset_s", -900.0)
             a.state["previous"] = link.skew_s
             link.skew_s = params["offset_s"]
-            rec("clock_skew")
-        return out
+        return []
 
     def _plan_spikes(self, a: Active, i: int | None, params: dict[str, Any]) -> None:
         assert i is not None
@@ -327,9 +325,8 @@ class Simulation:
             self.probes.faults[i].stuck.pop(spec.params.get("field", "turbidity_ntu"), None)
         elif kind == "radio_outage" and link.alive:
             return link.end_outage(t)
-        elif kind in ("duplicates", "reorder", "dropout"):
-            attr = {"duplicates": "duplicate", "reorder": "reorder", "dropout": "dropout"}[kind]
-            setattr(link, attr, a.state.get("previous", 0.0))
+        elif kind in LINK_PROBS:
+            setattr(link, LINK_PROBS[kind], a.state.get("previous", 0.0))
         elif kind == "clock_skew":
             link.skew_s = a.state.get("previous", 0.0)
         return []

@@ -73,25 +73,52 @@ class Grid:
         return w / w.sum()
 
 
+@dataclass
+class _Cells:
+    channel: list[str]
+    centre: list[float]
+    segment: list[str]
+    length: list[float]
+    along_flow: dict[str, list[int]]  # per channel, cell indices in normal-flow order
+
+
+def _cut(creek: Creek, dx: float) -> _Cells:
+    """Cells of ``dx`` metres along every channel (the last one of a channel may be shorter)."""
+    cells = _Cells([], [], [], [], {})
+    for ch in creek.channels:
+        ids = []
+        for i in range(max(1, math.ceil(ch.length_m / dx - 1e-9))):
+            a, b = i * dx, min((i + 1) * dx, ch.length_m)
+            seg = creek.segment_at(ch.id, (a + b) / 2)
+            ids.append(len(cells.channel))
+            cells.channel.append(ch.id)
+            cells.centre.append((a + b) / 2)
+            cells.segment.append(seg.id if seg else "unassigned")
+            cells.length.append(b - a)
+        cells.along_flow[ch.id] = ids if ch.flow == "increasing" else ids[::-1]
+    return cells
+
+
+def _links(creek: Creek, cells: _Cells, ghosts: dict[str, int]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(from, to) cell pairs under normal flow, and (ghost, first cell) inflows at channel tops."""
+    links: list[tuple[int, int]] = []
+    inflow: list[tuple[int, int]] = []
+    for c in creek.channels:
+        ids = cells.along_flow[c.id]
+        inflow.append((ghosts[f"_up-{c.id}"], ids[0]))
+        links += list(zip(ids, ids[1:]))
+        if c.joins_channel:
+            parent = cells.along_flow[c.joins_channel]
+            target = min(parent, key=lambda i: abs(cells.centre[i] - (c.joins_chainage_m or 0.0)))
+            links.append((ids[-1], target))
+    return links, inflow
+
+
 def build_grid(creek: Creek, k: Coefficients) -> Grid:
     """Cut the creek's channels into cells and assemble the transport matrices."""
     dx = k.cell_m
-    chan_cells: dict[str, list[int]] = {}
-    channel, centre, segment, length = [], [], [], []
-    for ch in creek.channels:
-        n = max(1, math.ceil(ch.length_m / dx - 1e-9))
-        ids = []
-        for i in range(n):
-            a, b = i * dx, min((i + 1) * dx, ch.length_m)
-            mid = (a + b) / 2
-            seg = creek.segment_at(ch.id, mid)
-            ids.append(len(channel))
-            channel.append(ch.id)
-            centre.append(mid)
-            segment.append(seg.id if seg else "unassigned")
-            length.append(b - a)
-        # Order along normal flow.
-        chan_cells[ch.id] = ids if ch.flow == "increasing" else ids[::-1]
+    cells = _cut(creek, dx)
+    channel = cells.channel
     n_cells = len(channel)
     main = next(c for c in creek.channels if c.joins_channel is None)
     ghost_names = [f"_up-{c.id}" for c in creek.channels] + ["_river"]
@@ -103,33 +130,40 @@ def build_grid(creek: Creek, k: Coefficients) -> Grid:
             return k.width_main_m, k.depth_main_m
         return k.width_branch_m, k.depth_branch_m
 
-    depth = np.ones(n_all)
-    area = np.ones(n_all)
-    volume = np.ones(n_all)
+    depth, area, volume = np.ones(n_all), np.ones(n_all), np.ones(n_all)
     for i in range(n_cells):
         width, d = dims(channel[i])
-        depth[i], area[i], volume[i] = d, width * d, width * d * length[i]
+        depth[i], area[i], volume[i] = d, width * d, width * d * cells.length[i]
     for c in creek.channels:
         width, d = dims(c.id)
-        depth[ghosts[f"_up-{c.id}"]] = d
-        area[ghosts[f"_up-{c.id}"]] = width * d
+        depth[ghosts[f"_up-{c.id}"]], area[ghosts[f"_up-{c.id}"]] = d, width * d
     depth[ghosts["_river"]] = 4.0  # the receiving river is deeper (ASSUMPTION)
 
-    # Normal inflow at the top of each channel, accumulated down the tree.
     top_q = {c.id: (k.velocity_main_m_s if c.id == main.id else k.velocity_branch_m_s)
              * dims(c.id)[0] * dims(c.id)[1] for c in creek.channels}
-    links: list[tuple[int, int]] = []  # (from, to) under normal flow
-    inflow: list[tuple[int, int]] = []  # (ghost, first cell)
-    for c in creek.channels:
-        cells = chan_cells[c.id]
-        inflow.append((ghosts[f"_up-{c.id}"], cells[0]))
-        links += list(zip(cells, cells[1:]))
-        if c.joins_channel:
-            parent = chan_cells[c.joins_channel]
-            target = min(parent, key=lambda i: abs(centre[i] - (c.joins_chainage_m or 0.0)))
-            links.append((cells[-1], target))
-    outfall = chan_cells[main.id][-1]
+    links, inflow = _links(creek, cells, ghosts)
+    outfall = cells.along_flow[main.id][-1]
     flow = _accumulate(n_cells, links, inflow, [top_q[channel[f]] for _, f in inflow])
+    adv_fwd, adv_rev, disp = _matrices(n_cells, n_all, links, flow, channel, area, k)
+    for g, first in inflow:
+        q = top_q[channel[first]]
+        adv_fwd[first, g] += q
+        adv_rev[first, first] -= q
+    adv_fwd[outfall, outfall] -= flow[outfall]
+    adv_rev[outfall, ghosts["_river"]] += flow[outfall]
+    velocity = flow / area[:n_cells]
+    return Grid(
+        n_cells=n_cells, n_all=n_all, channel=channel, centre_m=np.array(cells.centre),
+        segment=cells.segment + ghost_names, volume_m3=volume, depth_m=depth, area_m2=area,
+        flow_m3_s=flow, adv_fwd=adv_fwd, adv_rev=adv_rev, disp=disp, ghosts=ghosts,
+        max_courant_rate=float(np.max(np.abs(velocity)) / dx),
+        disp_rate=2 * k.dispersion_m2_s / dx ** 2)
+
+
+def _matrices(n_cells: int, n_all: int, links: list[tuple[int, int]], flow: np.ndarray,
+              channel: list[str], area: np.ndarray,
+              k: Coefficients) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mass-rate matrices (g/s per mg/L): advection forward, advection reversed, dispersion."""
     adv_fwd = np.zeros((n_cells, n_all))
     adv_rev = np.zeros((n_cells, n_all))
     disp = np.zeros((n_cells, n_all))
@@ -141,24 +175,12 @@ def build_grid(creek: Creek, k: Coefficients) -> Grid:
         adv_rev[b, b] -= q
         if channel[a] != channel[b]:
             continue  # at a confluence the branch's outflow keeps main-channel water out (ASSUMPTION)
-        e = k.dispersion_m2_s * min(area[a], area[b]) / dx
+        e = k.dispersion_m2_s * min(area[a], area[b]) / k.cell_m
         disp[a, a] -= e
         disp[a, b] += e
         disp[b, b] -= e
         disp[b, a] += e
-    for g, first in inflow:
-        q = top_q[channel[first]]
-        adv_fwd[first, g] += q
-        adv_rev[first, first] -= q
-    adv_fwd[outfall, outfall] -= flow[outfall]
-    adv_rev[outfall, ghosts["_river"]] += flow[outfall]
-    velocity = flow / area[:n_cells]
-    return Grid(
-        n_cells=n_cells, n_all=n_all, channel=channel, centre_m=np.array(centre),
-        segment=segment + ghost_names, volume_m3=volume, depth_m=depth, area_m2=area,
-        flow_m3_s=flow, adv_fwd=adv_fwd, adv_rev=adv_rev, disp=disp, ghosts=ghosts,
-        max_courant_rate=float(np.max(np.abs(velocity)) / dx),
-        disp_rate=2 * k.dispersion_m2_s / dx ** 2)
+    return adv_fwd, adv_rev, disp
 
 
 def _accumulate(n_cells: int, links: list[tuple[int, int]], inflow: list[tuple[int, int]],

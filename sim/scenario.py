@@ -18,7 +18,7 @@ import numpy as np
 from rivermon.core.topology import Creek
 
 from .physics import Coefficients
-from .timeparse import parse_duration, parse_instant
+from .timeparse import parse_duration
 
 # Injection kind -> the truth (alert vocabulary) kind it is recorded as.
 TRUTH_KIND = {
