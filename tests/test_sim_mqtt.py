@@ -178,3 +178,25 @@ def test_killing_the_simulator_makes_the_broker_publish_every_will(broker_url, p
     svc.kill9()
     offline = lambda ms: len({m.topic for m in ms if b'"offline"' in m.payload}) == 20  # noqa: E731
     assert sub.wait_for(offline, 15)
+
+
+def test_an_injected_discharge_starts_is_recorded_and_reaches_the_water(broker_url, prefix, collector,
+                                                                        service, tmp_path: Path):
+    truth = tmp_path / "truth.jsonl"
+    sub = collector([f"{prefix}/huanglong/hl2-s1/telemetry"])
+    svc = service("sim", "--broker", broker_url, "--topic-prefix", prefix, "--scenario",
+                  "normal-week", "--speed", "600", "--duration", "2h", "--truth", str(truth))
+    assert sub.wait_for(lambda ms: len(ms) >= 5, 20), svc.log()[-2000:]
+    base = max(json.loads(m.payload)["turbidity_ntu"] for m in sub.messages)
+    p = subprocess.run([sys.executable, "-m", "rivermon.cli", "sim", "--broker", broker_url,
+                        "--topic-prefix", prefix, "--inject",
+                        '{"kind": "discharge", "outlet": "ol-l2", "duration": "30m"}'],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert sub.wait_for(lambda ms: any(json.loads(m.payload)["turbidity_ntu"] > base + 3 for m in ms), 20)
+    records = read_truth(truth)
+    assert [(r["kind"], r["outlet"]) for r in records] == [("discharge", "ol-l2")]
+    bad = subprocess.run([sys.executable, "-m", "rivermon.cli", "sim", "--broker", broker_url,
+                          "--topic-prefix", prefix, "--inject", '{"kind": "discharge", "duration": "1h"}'],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--inject.outlet: missing" in bad.stderr
