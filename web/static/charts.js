@@ -40,8 +40,9 @@ var RMCharts = (function () {
     var out = series.map(function (s, i) {
       return {
         name: s.name, type: "line", showSymbol: false, sampling: "lttb",
-        lineStyle: { width: 2.5 }, color: LINE_COLOURS[i % LINE_COLOURS.length],
-        data: s.points.map(function (p) { return [p[0] + shift, p[1]]; }),
+        lineStyle: { width: s.dashed ? 1.5 : 2.5, type: s.dashed ? "dashed" : "solid", opacity: s.dashed ? 0.7 : 1 },
+        color: LINE_COLOURS[(s.colour !== undefined ? s.colour : i) % LINE_COLOURS.length],
+        data: s.points.map(function (p) { return [p[0] + (s.offset_ms || 0) + shift, p[1]]; }),
         markArea: i === 0 ? markArea(opts.doBands) : undefined
       };
     });

@@ -33,12 +33,20 @@
   function loadSeries(p) {
     var seg = form.elements.segment.value, field = form.elements.field.value;
     var q = { segment: seg, field: field, start: p.a[0].toFixed(0), end: p.a[1].toFixed(0) };
+    var qb = { segment: seg, field: field, start: p.b[0].toFixed(0), end: p.b[1].toFixed(0) };
+    var offset = (p.a[0] - p.b[0]) * 1000;
     chart.showLoading();
-    RM.getJSON("/api/series?" + qs(q)).then(function (body) {
+    Promise.all([RM.getJSON("/api/series?" + qs(q)), RM.getJSON("/api/series?" + qs(qb))]).then(function (both) {
+      var body = both[0];
       chart.hideLoading();
       document.getElementById("series-title").textContent = (segNames[seg] ? RM.pick(segNames[seg]) : seg) +
         " · " + form.elements.field.options[form.elements.field.selectedIndex].text + " · " + (body.interval_s >= 3600 ? body.interval_s / 3600 + " h" : body.interval_s / 60 + " min");
-      chart.setOption(RMCharts.option(RMCharts.fromApi(body), { doBands: field === "do_mg_l", zoom: true, unit: body.unit }), true);
+      // Period B drawn dashed on period A's time axis, so the two compare at a glance.
+      var lines = RMCharts.fromApi(body).map(function (l, i) { l.name = "A " + l.name; l.colour = i; return l; });
+      RMCharts.fromApi(both[1]).forEach(function (l, i) {
+        lines.push({ name: "B " + l.name, points: l.points, dashed: true, offset_ms: offset, colour: i });
+      });
+      chart.setOption(RMCharts.option(lines, { doBands: field === "do_mg_l", zoom: true, unit: body.unit }), true);
     }).catch(RM.showError);
     document.getElementById("csv-series").href = "/export/series.csv?" + qs(q);
     document.getElementById("csv-alerts").href = "/export/alerts.csv?" + qs({ start: q.start, end: q.end });
