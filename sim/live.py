@@ -39,6 +39,7 @@ from rivermon.core.reading import cmd_topic, status_topic, telemetry_topic
 from .engine import Simulation
 from .network import Message
 from .runner import RunPlan
+from .timeparse import rfc3339
 
 log = logging.getLogger("rivermon.sim")
 INJECT_SEGMENT = "_sim"
@@ -51,6 +52,7 @@ PER_NODE_LIMIT = 400
 CONNECT_TIMEOUT_S = 30.0
 KEEPALIVE_S = 30
 RECONNECT_EVERY_S = 2.0
+PROGRESS_EVERY_S = 6 * 3600.0  # a log line per six simulated hours
 
 
 @dataclass
@@ -371,6 +373,7 @@ def run_live(sims: list[Simulation], plan: RunPlan, cfg: Config, clients: str = 
 
     published = 0
     last_at = plan.start
+    next_report = plan.start + PROGRESS_EVERY_S
     t0 = time.monotonic()
     try:
         while not stop.is_set() and not all(s.finished() for s in sims):
@@ -387,6 +390,10 @@ def run_live(sims: list[Simulation], plan: RunPlan, cfg: Config, clients: str = 
                 published += 1
                 last_at = max(last_at, at)
             tick(last_at)  # a command's confirmation is never stamped before what went out
+            if sims[0].t >= next_report:
+                next_report += PROGRESS_EVERY_S
+                log.info("simulated up to", extra={"sim_time": rfc3339(sims[0].t, sims[0].creek.timezone),
+                                                   "messages": published})
     finally:
         pub.stop()
     elapsed = time.monotonic() - t0
