@@ -96,7 +96,8 @@ class Ingestor:
                                   manual_ack=True, clean=False, client_class=BufferedClient)
         self.client.max_inflight_messages_set(32)
         self.client.max_queued_messages_set(ACCEPTED_QUEUE_MAX)
-        self.client.reconnect_delay_set(1, 30)
+        # Backoff from 1 s, capped at 10 s so a restarted broker is back in use within seconds.
+        self.client.reconnect_delay_set(1, 10)
         self.client.on_connect = self.on_connect
         self.client.on_disconnect = self.on_disconnect
         self.client.on_subscribe = self.on_subscribe
