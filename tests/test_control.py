@@ -265,3 +265,40 @@ def test_evaluation_runs_three_policies_in_closed_loop(tmp_path, capsys):
     assert abs(res["always"]["energy_kwh"] - 48 * 19200 * 0.96 / 1000) < 50   # all rated power, 48 h
     assert set(res["controller"]["segments"]) == {"hl-1", "hl-2", "hl-3", "hl-4", "hl-5", "hl-6",
                                                   "hl-7", "hlb-1", "hlb-2"}
+
+
+# ---- the service, in process (no broker: dry run) ----------------------------------------------
+
+def test_service_dry_run_logs_decisions_and_uses_sensor_faults_and_status(tmp_path):
+    import json
+    import time
+
+    from rivermon.control.service import ControlService
+
+    cfg = load_config(env={}, overrides={"var": str(tmp_path), "control_dry_run": True,
+                                         "topic_prefix": "p/v1", "control_tick_s": 0.0})
+    svc = ControlService(cfg)
+    try:
+        svc.handle("p/v1/_accepted/huanglong", b"not json")
+        assert svc.stats["bad_messages"] == 1
+        now = time.time()
+        rows = [{"node": n, "segment": "hl-3", "kind": "sensor", "ts": now - 60 * i, "do_mg_l": v}
+                for i in range(3) for n, v in (("hl3-s1", 3.0), ("hl3-s2", 7.0))]
+        svc.handle("p/v1/_accepted/huanglong", json.dumps(rows).encode())
+        sent = {d.node: d for d in svc.tick()}
+        assert sent["hl3-a1"].on and sent["hl3-a1"].do_mg_l == 3.0 and sent["hl3-a1"].mode == "auto"
+        assert sent["hl1-a1"].mode == "fallback"              # no reading from hl-1
+        log = store.recent_commands("hl-3", var=tmp_path)
+        assert {c["node"] for c in log} == {"hl3-a1", "hl3-a2"}
+        assert all(c["mode"] == "dry-run" for c in log)
+        board = svc.creeks["huanglong"].board
+        svc.handle("p/v1/huanglong/alerts", json.dumps({"kind": "sensor_stuck", "creek": "huanglong",
+                                                        "node": "hl3-s1", "state": "open"}).encode())
+        assert board.segment_do("hl-3", svc.creek_now()) == (7.0, "")
+        svc.handle("p/v1/huanglong/hl3-s2/status", b'{"state": "offline", "fw": "x"}')
+        do, why = board.segment_do("hl-3", svc.creek_now())
+        assert do is None and "hl3-s1 sensor fault" in why and "hl3-s2 offline" in why
+        svc.handle("p/v1/huanglong/hl3-s2/status", b'{"state": "sleeping"}')   # refused, no change
+        assert board.segment_do("hl-3", svc.creek_now())[0] is None
+    finally:
+        svc.shutdown()
