@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBS := mosquitto mosquitto-clients influxdb chromium chromium-driver openssl
+DEBS := mosquitto mosquitto-clients influxdb chromium chromium-driver fonts-wqy-microhei openssl
 
 .PHONY: run test setup system-deps venv bench clean docs
 

@@ -99,7 +99,7 @@ def line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, Any], t
 
 # ---- InfluxQL ------------------------------------------------------------------------------
 
-IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 
 
 def quote_ident(name: str) -> str:

@@ -26,8 +26,8 @@ MAX_FUTURE_S = 300.0
 MIN_TS_S = 946684800.0
 RAW_KEEP_BYTES = 4096
 
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
-FIELD_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")
+FIELD_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 RESERVED = ("ts", "seq")
 
 # name -> (unit, low, high); bool fields have no range.

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
 
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")
 UNASSIGNED = "unassigned"
 NODE_KINDS = ("sensor", "aerator")
 AERATOR_TYPES = ("micropore", "fountain")

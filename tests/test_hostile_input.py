@@ -157,3 +157,17 @@ def test_invalid_utf8_and_oversize_payloads_are_refused_whole():
     big = b'{"ts": 1800000000, "do_mg_l": 1, "pad": "' + b"x" * R.MAX_PAYLOAD_BYTES + b'"}'
     out = R.parse_telemetry(TOPIC, big, PREFIX, now=NOW)
     assert out.rejections[0].reason == R.R_TOO_LARGE and "bytes" in out.rejections[0].detail
+
+
+def test_a_trailing_newline_never_passes_an_identifier_check():
+    import pytest
+
+    from rivermon.core.influx import quote_ident
+
+    with pytest.raises(R.TopicError):
+        R.parse_topic("rivermon/v1/huanglong/hl-3\n/telemetry", PREFIX)
+    with pytest.raises(R.TopicError):
+        R.parse_topic("rivermon/v1/huanglong\n/hl-3/telemetry", PREFIX)
+    assert R.check_field("do_mg_x\n", 1.0)[0] == R.R_FIELD_NAME
+    with pytest.raises(ValueError):
+        quote_ident("telemetry\n")
