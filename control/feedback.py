@@ -80,6 +80,11 @@ class Confirmations:
                 "confirmed_after_s": round(wall - p.sent, 1)})
         return "confirmed", None
 
+    def restart(self, wall: float) -> None:
+        """Give every waiting command a full deadline from ``wall`` (after our own link was down)."""
+        for p in self.pending.values():
+            p.sent = wall
+
     def due(self, wall: float) -> list[Fault]:
         """Commands not confirmed within ``confirm_s`` (each reported once)."""
         out = []

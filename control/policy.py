@@ -244,6 +244,11 @@ class SegmentController:
             return Decision(a.node, self.segment, want, True, mode, rule, reason, do)
         return Decision(a.node, self.segment, want, False, mode, rule, reason, do)
 
+    def forget(self, node: str) -> None:
+        """Forget what ``node`` was told (its command could not be sent): the next decision resends."""
+        if node in self.switch:
+            self.switch[node] = _Switch()
+
     def state(self) -> dict[str, Any]:
         """What the controller remembers (for logs and the panel)."""
         return {"segment": self.segment, "demand": self.demand,

@@ -35,7 +35,7 @@ from rivermon.core.reading import TopicError, cmd_topic, parse_status, parse_top
 from rivermon.core.topology import Creek, Topology, load_topology
 
 from .board import SENSOR_FAULT_KINDS, DoBoard
-from .feedback import Confirmations, Fault
+from .feedback import UNCONFIRMED, Confirmations, Fault
 from .policy import Aerator, ControlParams, Decision, Override, SegmentController
 from .store import DB_NAME, ControlStore
 
@@ -55,6 +55,7 @@ class CreekControl:
     controllers: list[SegmentController]
     confirm: Confirmations
     rated: dict[str, float] = field(default_factory=dict)
+    offline: set[str] = field(default_factory=set)   # aerators whose status says offline
 
 
 class ControlService:
@@ -76,6 +77,7 @@ class ControlService:
         self.data_now: float | None = None
         self.wall_at_data = time.time()
         self.started = time.time()
+        self.link_down = False
         self.stats = {"messages": 0, "bad_messages": 0, "commands": 0, "faults": 0}
         self._load_sensor_faults()
 
@@ -152,7 +154,10 @@ class ControlService:
         if bad or status is None:
             log.warning("status message refused: %s", bad.detail if bad else "?", extra={"topic": topic})
             return
-        cc.board.set_online(tp.node or "", status.state == "online")
+        node = tp.node or ""
+        cc.board.set_online(node, status.state == "online")
+        if node in cc.rated:
+            (cc.offline.discard if status.state == "online" else cc.offline.add)(node)
 
     def _accepted(self, creek: str, payload: bytes, topic: str) -> None:
         cc = self.creeks.get(creek)
@@ -203,6 +208,8 @@ class ControlService:
     def tick(self) -> list[Decision]:
         """Decide every segment, send the changes, check confirmations; returns the commands sent."""
         wall, now = time.time(), self.creek_now()
+        if not self.cfg.control_dry_run and not self._link_up(wall):
+            return []
         ovs = self._overrides(wall)
         # an override is judged by wall time; hand the controller its end in creek time
         ovs = {n: Override(o.node, o.mode, now + (o.until - wall), o.by) for n, o in ovs.items()}
@@ -216,16 +223,32 @@ class ControlService:
                 trend = cc.board.segment_trend(ctl.segment, now) if do is not None else None
                 for d in ctl.decide(now, do, why, ovs, trend):
                     if d.changed:
-                        self._command(cc, d, wall)
+                        if not self._command(cc, d, wall):
+                            ctl.forget(d.node)  # not sent: decide (and log) it again next tick
                         sent.append(d)
             for fault in cc.confirm.due(wall):
                 self._fault(cc, fault)
         self.flush_influx()
         return sent
 
-    def _command(self, cc: CreekControl, d: Decision, wall: float) -> None:
+    def _link_up(self, wall: float) -> bool:
+        """Whether commands can go out; while they cannot, nothing is decided and no deadline runs."""
+        up = self.client is not None and self.client.is_connected()
+        if not up and not self.link_down:
+            log.warning("broker connection down: no commands, confirmation deadlines paused")
+        if up and self.link_down:
+            log.info("broker connection back: deciding again")
+            for cc in self.creeks.values():
+                cc.confirm.restart(wall)
+        self.link_down = not up
+        return up
+
+    def _command(self, cc: CreekControl, d: Decision, wall: float) -> bool:
+        """Log and publish one command; False when the broker connection is down."""
         dry = bool(self.cfg.control_dry_run)
         mode = "dry-run" if dry else d.mode
+        if not dry and (self.client is None or not self.client.is_connected()):
+            return False  # the link dropped within this tick: decided again after reconnecting
         self.store.log_command(creek=cc.creek.id, segment=d.segment, node=d.node, aerator_on=d.on,
                                mode=mode, rule=d.rule, reason=d.reason, do_mg_l=d.do_mg_l, ts=wall)
         self.stats["commands"] += 1
@@ -234,13 +257,13 @@ class ControlService:
                                            "do_mg_l": d.do_mg_l, "reason": d.reason["en"],
                                            "reason_zh": d.reason["zh"]})
         if dry:
-            return
+            return True
         payload = {"aerator_on": d.on, "reason": d.reason_text(), "ts": round(wall, 3),
                    "rule": d.rule, "control_mode": d.mode, "by": BY}
-        if self.client is not None:
-            self.client.publish(cmd_topic(self.cfg.topic_prefix, cc.creek.id, d.node),
-                                json.dumps(payload, ensure_ascii=False).encode("utf-8"), qos=1)
+        self.client.publish(cmd_topic(self.cfg.topic_prefix, cc.creek.id, d.node),
+                            json.dumps(payload, ensure_ascii=False).encode("utf-8"), qos=1)
         cc.confirm.sent(d.node, d.on, wall, cc.rated.get(d.node, 0.0))
+        return True
 
     # -- feedback ----------------------------------------------------------------------------
     def _settled(self, cc: CreekControl, node: str, fault: Fault | None) -> None:
@@ -256,6 +279,10 @@ class ControlService:
                 self._emit(a)
 
     def _fault(self, cc: CreekControl, fault: Fault) -> None:
+        if fault.mode == UNCONFIRMED and fault.node in cc.offline:
+            # its silence is the model's node_offline alert; one event, one alert
+            log.info("command unconfirmed by an offline aerator", extra={"node": fault.node})
+            return
         node = cc.creek.node(fault.node)
         seg = node.segment if node else "unassigned"
         old = [a for a in self.alerts.list(state=("open", "acknowledged"), segment=seg, kind=KIND,

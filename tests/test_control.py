@@ -302,3 +302,23 @@ def test_service_dry_run_logs_decisions_and_uses_sensor_faults_and_status(tmp_pa
         assert board.segment_do("hl-3", svc.creek_now())[0] is None
     finally:
         svc.shutdown()
+
+
+def test_service_without_broker_link_decides_nothing_and_offline_aerators_raise_no_fault(tmp_path):
+    from rivermon.control.feedback import Fault
+    from rivermon.control.service import ControlService
+    from rivermon.core.alerts import AlertStore
+
+    cfg = load_config(env={}, overrides={"var": str(tmp_path), "topic_prefix": "p/v1",
+                                         "control_tick_s": 0.0})
+    svc = ControlService(cfg)
+    try:
+        assert svc.tick() == [] and svc.link_down          # commands could not go out: none decided
+        assert store.recent_commands(var=tmp_path) == []
+        svc.handle("p/v1/huanglong/hl3-a1/status", b'{"state": "offline"}')
+        cc = svc.creeks["huanglong"]
+        svc._fault(cc, Fault("hl3-a1", UNCONFIRMED, True, 1.0, {"mode": UNCONFIRMED}))
+        with AlertStore(tmp_path / "alerts.sqlite") as alerts:
+            assert alerts.active() == []                   # node_offline (the model's) covers it
+    finally:
+        svc.shutdown()
