@@ -108,10 +108,17 @@ def _links(creek: Creek, cells: _Cells, ghosts: dict[str, int]) -> tuple[list[tu
         inflow.append((ghosts[f"_up-{c.id}"], ids[0]))
         links += list(zip(ids, ids[1:]))
         if c.joins_channel:
-            parent = cells.along_flow[c.joins_channel]
-            target = min(parent, key=lambda i: abs(cells.centre[i] - (c.joins_chainage_m or 0.0)))
-            links.append((ids[-1], target))
+            links.append((ids[-1], _join_cell(creek, cells, c.joins_channel, c.joins_chainage_m or 0.0)))
     return links, inflow
+
+
+def _join_cell(creek: Creek, cells: _Cells, parent: str, chainage_m: float) -> int:
+    """The parent's first cell at or below a join under normal flow (as the topology links it)."""
+    increasing = creek.channel(parent).flow == "increasing"
+    for i in cells.along_flow[parent]:
+        if (cells.centre[i] >= chainage_m) if increasing else (cells.centre[i] <= chainage_m):
+            return i
+    return cells.along_flow[parent][-1]
 
 
 def build_grid(creek: Creek, k: Coefficients) -> Grid:

@@ -29,7 +29,7 @@ class Coefficients:
     depth_branch_m: float = 1.0         # ASSUMPTION
     width_main_m: float = 8.0           # ASSUMPTION: urban creek along a road
     width_branch_m: float = 5.0         # ASSUMPTION
-    dispersion_m2_s: float = 0.2        # ASSUMPTION: small channels 0.05-5 m²/s (Fischer et al. 1979);
+    dispersion_m2_s: float = 0.1        # ASSUMPTION: small channels 0.05-5 m²/s (Fischer et al. 1979);
     #                                      the upwind scheme adds about u·dx/2 of numerical dispersion
     discharge_mixing_m: float = 10.0    # ASSUMPTION: an outfall jet mixes across the channel and
     #                                      about this far along it before the flow takes over

@@ -240,3 +240,20 @@ def test_copies_topology_loads_with_one_creek_per_copy(topology, tmp_path: Path)
     t = load_topology(out)
     assert [c.id for c in t.creeks] == ["huanglong", "huanglong-2", "huanglong-3"]
     assert all(len(c.nodes) == len(topology.creeks[0].nodes) for c in t.creeks)
+
+
+def test_a_branch_discharge_reaches_the_main_channel_only_below_the_confluence(topology):
+    creek = topology.creek("huanglong")
+    event = {"events": [{"kind": "discharge", "outlet": "ol-s12", "at": "2h", "duration": "2h",
+                         "flow_m3_s": 0.02}]}
+    truth = TruthWriter(None, creek.timezone, creek.id)
+    _, with_event, _ = _collect(_sim(creek, event, truth=truth, duration=10 * 3600))
+    _, without, _ = _collect(_sim(creek, {}, duration=10 * 3600))
+    params = truth.records[0]["params"]
+    assert params["downstream_nodes"] == ["hlb2-s1", "hl5-s1", "hl6-s1", "hl7-s1"]
+    for node in with_event:
+        drop = (without[node] - with_event[node]).max()
+        if node in ("hlb2-s1", "hl5-s1"):
+            assert drop > 0.5, (node, drop)
+        elif node not in params["downstream_nodes"]:
+            assert drop < 0.1, (node, drop)  # hl4-s1 sits just above the confluence
