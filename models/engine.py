@@ -130,7 +130,8 @@ class Engine:
 
     # -- routing -----------------------------------------------------------------------------
     def route(self, creek: str, s: Span, expire: bool = True) -> list[Event]:
-        out: list[Event] = [(ep, "resolved") for ep in self.tracker.expire(s.first)] if expire else []
+        out: list[Event] = ([(ep, "resolved") for ep in self.tracker.expire(s.first, self._still_offline)]
+                            if expire else [])
         if s.kind == "level":
             nb = self.neighbours_for(creek)
             if nb is not None and (s.node in nb.sensors or s.node in nb.aerators):
@@ -182,6 +183,20 @@ class Engine:
             return self.alive_override(creek, node, t)
         m = self.nodes.get((creek, node))
         return m is not None and m.last_t is not None and t - m.last_t <= self.spatial_params.hold_s
+
+    def _still_offline(self, ep: Episode, t: float) -> bool:
+        """A node_offline episode whose node is still silent (or its last will stands) at ``t``.
+
+        Other nodes' readings arriving in a burst (a queue drained after an outage) move data
+        time on by hours between two deadman ticks; the silent node's alert must stay open, not
+        be resolved by them only for the next tick to open a second one.
+        """
+        if ep.kind != "node_offline":
+            return False
+        if f"{ep.creek}/{ep.node}" in self.will_offline:
+            return True
+        m = self.nodes.get((ep.creek, ep.node))
+        return m is not None and m.silence(t) is not None
 
     def _faulty(self, creek: str, node: str, t: float) -> bool:
         return self.tracker.is_active(creek, node, FAULTS, t)

@@ -47,6 +47,7 @@ class Params:
     # departure from the node's own recent level and diurnal profile
     z_on: float = 4.0
     z_off: float = 2.0
+    turbidity_z_factor: float = 0.85  # turbidity barely swings by day: watch it a little closer
     departure_min_s: float = 60.0
     history_buckets: int = 6
     warm_buckets: int = 3
@@ -409,7 +410,8 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
         zz = np.nan_to_num(sgn * z, nan=0.0)
         key = "lo" if sgn < 0 else "hi"
         car = fs["dep"].setdefault(key, {"on": None, "off": None, "al": False})
-        on_c, off_c = zz > p.z_on, zz > p.z_off
+        zon = p.z_on * (p.turbidity_z_factor if f == "turbidity_ntu" else 1.0)
+        on_c, off_c = zz > zon, zz > p.z_off
         rs_on, car["on"] = run_start(on_c, tt, car["on"])
         enter = on_c & (tt - rs_on >= p.departure_min_s)
         alarm, car["al"] = hysteresis(enter, ~off_c, car["al"])

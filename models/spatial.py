@@ -33,6 +33,7 @@ class SpatialParams:
     large_do_drop_mg_l: float = 2.0     # or a DO drop this deep
     plume_max_speed_m_s: float = 0.5   # faster than any creek current: not one plume
     plume_min_gap_m: float = 60.0
+    do_only_z: float = 7.0             # a DO drop without turbidity must be this strong
     confirm_s: float = 90.0       # a new cluster waits this long: rain shows up everywhere
 
 
@@ -101,6 +102,8 @@ class Spatial:
         seen = min(v[1] for s in active.values() for v in s.values())
         if not ongoing and now - seen < self.p.confirm_s:
             return []  # wait a little: is it one node's discharge or rain everywhere?
+        if not ongoing and not self._solid(active):
+            return []  # a modest DO dip alone is not yet a discharge: it brings solids too
         if not ongoing and self._too_fast(active):
             return []  # far-apart nodes changed together: no plume travels that fast (rain?)
         return [self._discharge(active, now, until, alive, faulty)]
@@ -211,6 +214,16 @@ class Spatial:
             "first_evidence": self.cluster.get("first_evidence", {}),
         }
         return Finding("discharge", seg, first, onset[first], now, until, "critical", ev)
+
+    def _solid(self, active: dict[str, dict[str, list]]) -> bool:
+        """Turbidity rose somewhere, or DO fell far beyond its usual spread."""
+        for sigs in active.values():
+            if "turb" in sigs:
+                return True
+            z = (sigs.get("do") or [0, 0, 0, {}])[3].get("z")
+            if z is not None and abs(z) >= self.p.do_only_z:
+                return True
+        return False
 
     def _too_fast(self, active: dict[str, dict[str, list]]) -> bool:
         """Did two nodes far apart change closer in time than any plume could travel?"""

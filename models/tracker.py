@@ -8,7 +8,7 @@ key until its condition has been clear for ``autoresolve_s`` of data time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from rivermon.core.alerts import SEVERITIES
 
@@ -48,8 +48,11 @@ class Tracker:
             last: float, severity: str, evidence: dict[str, Any]) -> tuple[Episode, Change]:
         key = (creek, segment, node, kind)
         ep = self.active.get(key)
-        if ep is not None and first - ep.last > self.autoresolve_s:
-            ep = None  # caller did not expire in time; treat as a new condition
+        if (ep is not None and first - ep.last > self.autoresolve_s
+                and not (kind == "node_offline" and onset <= ep.last)):
+            # caller did not expire in time; treat as a new condition (but a silence that
+            # began before the episode was last seen is the same silence going on)
+            ep = None
         if ep is None:
             ep = Episode(creek, segment, node, kind, min(onset, first), first, last, severity, evidence)
             self.active[key] = ep
@@ -61,9 +64,11 @@ class Tracker:
         ep.evidence = evidence
         return ep, change
 
-    def expire(self, now: float) -> list[Episode]:
-        """Close every episode whose condition has been clear for ``autoresolve_s``."""
-        done = [ep for ep in self.active.values() if now - ep.last > self.autoresolve_s]
+    def expire(self, now: float, keep: Callable[[Episode, float], bool] | None = None) -> list[Episode]:
+        """Close every episode whose condition has been clear for ``autoresolve_s``
+        (except those ``keep(episode, now)`` says still hold)."""
+        done = [ep for ep in self.active.values() if now - ep.last > self.autoresolve_s
+                and not (keep is not None and keep(ep, now))]
         for ep in done:
             ep.end = ep.last
             del self.active[ep.key]
