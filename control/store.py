@@ -31,7 +31,7 @@ DB_NAME = "control.sqlite"
 OVERRIDE_MODES = ("on", "off", "auto")
 MAX_OVERRIDE_S = 7 * 86400.0  # an order longer than a week is more likely a typo than a plan
 MAX_BY_CHARS = 64
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS commands (
@@ -182,7 +182,7 @@ def _command_dict(row: tuple) -> dict[str, Any]:
 
 def _check_override(node: Any, mode: Any, until: Any, by: Any,
                     now: float) -> tuple[str, str, float | None, str]:
-    if not isinstance(node, str) or not _ID_RE.match(node):
+    if not isinstance(node, str) or not _ID_RE.fullmatch(node):
         raise ControlError(f"node {node!r} must be a node id matching [a-z0-9][a-z0-9-]{{0,31}}")
     if mode not in OVERRIDE_MODES:
         raise ControlError(f"mode {mode!r} is not one of {', '.join(OVERRIDE_MODES)}")

@@ -181,6 +181,7 @@ def test_override_store_precedence_expiry_and_refusals(tmp_path):
     with store.ControlStore(store.store_path(var)) as s:
         assert [x["mode"] for x in s.override_log("hl3-a1")] == ["auto", "off", "on"]
     for args, match in [(("HL3", "on", now + 60, "x"), "node"),
+                        (("hl3-a1\n", "on", now + 60, "x"), "node"),
                         (("hl3-a1", "fast", now + 60, "x"), "mode 'fast'"),
                         (("hl3-a1", "on", None, "x"), "needs `until`"),
                         (("hl3-a1", "on", now - 1, "x"), "not in the future"),
