@@ -61,6 +61,7 @@ class AeratorBank:
         return True
 
     def set_failure(self, node_id: str, mode: str | None) -> None:
+        """Start (mode) or end (None) a failure of one aerator."""
         i = self.index[node_id]
         self.failure[i] = mode
         self.frozen[i] = bool(self.relay[i]) if mode == "ignores_cmd" else None

@@ -23,6 +23,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def bench_csv(days: int) -> dict[str, float]:
+    """Time an offline run of ``days`` of the normal week."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "week.csv"
         t0 = time.perf_counter()
@@ -36,6 +37,7 @@ def bench_csv(days: int) -> dict[str, float]:
 
 
 def bench_publish(broker: str | None, days: float, copies: int) -> dict[str, float]:
+    """Time an accelerated run on a broker and count what a subscriber received."""
     from rivermon.core import servers
     from rivermon.core.mqtt import make_client, parse_broker_url
 
@@ -73,6 +75,7 @@ def bench_publish(broker: str | None, days: float, copies: int) -> dict[str, flo
 
 
 def run_bench(args, cfg: Config) -> int:
+    """Print the figures against their limits; non-zero when one is over."""
     csv = bench_csv(7)
     print(f"offline CSV, 7 days x 20 nodes at 1 min: {csv['rows']} rows in {csv['run_s']:.2f} s "
           f"({csv['process_s']:.2f} s with start-up); limit {WEEK_CSV_LIMIT_S:g} s: "

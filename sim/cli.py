@@ -13,6 +13,7 @@ log = logging.getLogger("rivermon.sim")
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add ``rivermon sim``."""
     p = sub.add_parser(
         "sim", parents=[common],
         help="simulated creek: publish like real nodes, or write a replay CSV (--csv)",
@@ -129,6 +130,7 @@ def _inject(args: argparse.Namespace, cfg: Config, topology) -> int:
 
 
 def register_bench(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add ``rivermon bench sim``."""
     p = sub.add_parser("sim", parents=[common],
                        help="simulator speed: a week offline (CSV) and accelerated on a broker")
     p.add_argument("--days", type=float, default=1.0,

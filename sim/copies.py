@@ -41,6 +41,7 @@ def copies_topology_text(topology: Topology, copies: int, creek_id: str | None =
 
 def write_copies_topology(topology: Topology, copies: int, path: str | Path,
                           creek_id: str | None = None) -> None:
+    """Write :func:`copies_topology_text` to ``path``."""
     Path(path).write_text(copies_topology_text(topology, copies, creek_id), encoding="utf-8")
 
 

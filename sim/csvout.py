@@ -23,6 +23,7 @@ CSV_FIELDS = ("do_mg_l", "turbidity_ntu", "temp_c", "battery_v", "rssi_dbm", "ae
 
 @dataclass
 class CsvStats:
+    """What an offline run wrote, and how long it took."""
     rows: int = 0
     messages: int = 0
     backlogs: int = 0

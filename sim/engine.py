@@ -148,6 +148,7 @@ class Simulation:
         return spec
 
     def finished(self) -> bool:
+        """True once the next step would pass the run's end."""
         return self.end is not None and self.t + self.interval > self.end + 1e-6
 
     def run(self) -> Iterator[list[Message]]:

@@ -133,6 +133,7 @@ def build_grid(creek: Creek, k: Coefficients) -> Grid:
     n_all = n_cells + len(ghosts)
 
     def dims(ch_id: str) -> tuple[float, float]:
+        """(width, depth) of a channel."""
         if ch_id == main.id:
             return k.width_main_m, k.depth_main_m
         return k.width_branch_m, k.depth_branch_m

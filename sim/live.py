@@ -57,6 +57,7 @@ PROGRESS_EVERY_S = 6 * 3600.0  # a log line per six simulated hours
 
 @dataclass
 class Command:
+    """An aerator command taken off the broker."""
     creek: str
     node: str
     on: bool | None
@@ -144,14 +145,17 @@ class NodeClient:
             pass
 
     def status(self, node: str, state: str) -> None:
+        """Publish a node's retained status."""
         self.last_info = self.client.publish(status_topic(self.prefix, self.creek, node),
                                              json.dumps({"state": state, "fw": self.fw}), qos=1,
                                              retain=True)
 
     def publish(self, topic: str, payload: Any) -> None:
+        """Publish telemetry with QoS 1."""
         self.last_info = self.client.publish(topic, json.dumps(payload, separators=(",", ":")), qos=1)
 
     def wait_connected(self, timeout: float) -> bool:
+        """Service the connection until the broker accepted it, or the timeout."""
         deadline = time.monotonic() + timeout
         while not self.connected.is_set() and time.monotonic() < deadline:
             self.client.loop(0.05)
@@ -190,6 +194,7 @@ class NodeClient:
         self.wait_connected(CONNECT_TIMEOUT_S)
 
     def stop(self) -> None:
+        """Flush, then disconnect cleanly (a node that was cut stays cut)."""
         if not self.cut:
             self.flush()
             self.client.disconnect()
@@ -230,6 +235,7 @@ class LivePublisher:
             c.service()
 
     def start(self) -> None:
+        """Connect every node (retrying while the broker starts) and the command listener."""
         b = parse_broker_url(self.cfg.broker)
         self.cmd_client.connect_async(b.host, b.port, keepalive=KEEPALIVE_S)
         self.cmd_client.loop_start()
@@ -305,6 +311,7 @@ class LivePublisher:
                 self.send(sim.creek_id, m)
 
     def send(self, creek: str, m: Message) -> None:
+        """Put one simulated message on the wire (a will cuts the node's connection)."""
         if self.pooled:
             pool = self.pools[creek]
             if m.channel == "status":
@@ -322,6 +329,7 @@ class LivePublisher:
         c.publish(telemetry_topic(self.prefix, creek, m.node), m.payload)
 
     def stop(self) -> None:
+        """Flush, then disconnect cleanly (a node that was cut stays cut)."""
         for c in self._all():
             c.stop()
         self.cmd_client.disconnect()
@@ -336,12 +344,14 @@ class Pacer:
         self.wall0 = time.time()
 
     def allowed(self) -> float:
+        """The latest simulated time that may go out now."""
         now = time.time()
         if self.speed <= 0:
             return now
         return min(now, self.start + (now - self.wall0) * self.speed)
 
     def wait_until(self, at: float, stop: threading.Event, tick: Any) -> None:
+        """Wait (servicing connections with ``tick``) until ``at`` may go out."""
         while not stop.is_set():
             ahead = at - self.allowed()
             if ahead <= 0:
@@ -368,6 +378,7 @@ def run_live(sims: list[Simulation], plan: RunPlan, cfg: Config, clients: str = 
     pacer = Pacer(plan.start, plan.speed)
 
     def tick(now_sim: float) -> None:
+        """Commands in, connections serviced."""
         pub.apply_commands(now_sim)
         pub.service()
 

@@ -28,6 +28,7 @@ class Message:
 
     @property
     def is_backlog(self) -> bool:
+        """True for a backlog array."""
         return isinstance(self.payload, list)
 
 
@@ -49,6 +50,7 @@ class NodeLink:
     held: dict[str, Any] | None = None
 
     def status(self, state: str, at: float, will: bool = False) -> Message:
+        """A status message of this node."""
         return Message(self.node, at, "status", {"state": state, "fw": self.fw}, will)
 
     def send(self, t: float, fields: dict[str, Any], u: tuple[float, float, float]) -> list[Message]:
@@ -87,6 +89,7 @@ class NodeLink:
         return [Message(self.node, at, "telemetry", reading)]
 
     def start_outage(self, at: float) -> list[Message]:
+        """The radio drops: the broker publishes the will; readings are kept from now."""
         self.outage = True
         if self.held is not None:
             self.buffer.append(self.held)
@@ -103,6 +106,7 @@ class NodeLink:
         return out
 
     def die(self, at: float) -> list[Message]:
+        """The node dies: the will, and silence for ever."""
         if not self.alive:
             return []
         self.alive = False

@@ -21,6 +21,7 @@ ACCELERATED_DEFAULT_S = 7 * 86400.0
 
 @dataclass
 class RunPlan:
+    """What to simulate, from when, how fast."""
     creek: Creek
     scenario: Scenario
     seed: int
@@ -37,6 +38,7 @@ def copy_id(creek_id: str, copy: int) -> str:
 
 
 def pick_creek(topology: Topology, creek_id: str | None) -> Creek:
+    """The creek named by ``--creek`` (the topology's first by default)."""
     if creek_id:
         creek = topology.creek(creek_id)
         if creek is None:
@@ -47,6 +49,7 @@ def pick_creek(topology: Topology, creek_id: str | None) -> Creek:
 
 
 def local_midnight_before(ts: float, tz: str) -> float:
+    """The local midnight at or before ``ts`` in zone ``tz``."""
     dt = datetime.fromtimestamp(ts, ZoneInfo(tz))
     return dt.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 

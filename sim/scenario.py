@@ -75,14 +75,17 @@ class EventSpec:
 
     @property
     def truth_kind(self) -> str:
+        """The kind the truth file records this event as."""
         return TRUTH_KIND[self.kind]
 
     def end(self) -> float | None:
+        """Offset of the end from the run's start (None: to the end of the run)."""
         return None if self.duration is None else self.start + self.duration
 
 
 @dataclass
 class RandomSpec:
+    """A ``[[random]]`` generator of seeded events."""
     kind: str
     per_day: float
     targets: list[str]
@@ -93,6 +96,7 @@ class RandomSpec:
 
 @dataclass
 class Scenario:
+    """A validated scenario file."""
     name: str
     description: str
     duration: float | None

@@ -41,6 +41,7 @@ class TruthWriter:
         return rec
 
     def close(self) -> None:
+        """Close the file (records stay in memory)."""
         if self._fh:
             self._fh.close()
             self._fh = None

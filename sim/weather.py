@@ -41,6 +41,7 @@ class Weather:
         return a[0] * (1 - w) + b[0] * w, a[1] * (1 - w) + b[1] * w
 
     def mean_temp(self, ts: float) -> float:
+        """Mean water temperature of the season, or of the calendar date."""
         if self.season in SEASONS:
             return SEASONS[self.season][0]
         dt = datetime.fromtimestamp(ts, timezone.utc)
@@ -63,4 +64,5 @@ class Weather:
         return max(0.0, s) * self._smooth(ts)[1]
 
     def cloud(self, ts: float) -> float:
+        """The day's cloud light factor (0.6-1)."""
         return self._smooth(ts)[1]
