@@ -385,3 +385,27 @@ def test_one_stream_survives_every_fault_in_turn(service, topology, prefix, tmp_
         influx.close()
         influxd.stop()
         broker.stop()
+
+
+def test_a_silent_node_keeps_one_offline_alert_when_a_drained_backlog_moves_data_time_on(topology):
+    """Found by the stream above: after an outage the queue drains hours of other nodes' data
+    between two deadman ticks; the node that stays silent must keep its one node_offline."""
+    import numpy as np
+
+    from rivermon.models.engine import Engine
+
+    eng = Engine(topology)
+    t0 = 1_795_000_000.0
+
+    def feed(node: str, ts: list[float]) -> list:
+        t = np.asarray(ts, float)
+        return eng.feed("huanglong", node, t, {"do_mg_l": np.full(t.size, 6.0),
+                                               "turbidity_ntu": np.full(t.size, 11.0)})
+
+    events = feed("bk-01", [t0 + 60 * i for i in range(10)])
+    t = t0 + 600
+    for k in range(30):
+        events += feed("bk-02", [t]) + eng.tick(t)
+        t += 1200 + (3 * 3600 if k == 10 else 0)  # the drain: three hours at once
+    changes = [change for ep, change in events if ep.node == "bk-01" and ep.kind == "node_offline"]
+    assert changes.count("opened") == 1 and "resolved" not in changes, changes
