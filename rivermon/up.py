@@ -195,6 +195,7 @@ class Stack:
             Child("detect", ["detect", *common], logs / "detect.log"),
             Child("web", ["web", *common], logs / "web.log",
                   _http_ok(f"http://127.0.0.1:{web_port}/healthz"), web_env),
+            Child("control", ["control", *common], logs / "control.log"),
         ]
         if self.cfg.notify_routes:
             argv = ["notify", *common, "--notify-routes", str(Path(self.cfg.notify_routes).resolve())]

@@ -120,7 +120,7 @@ def test_rivermon_up_starts_everything_and_leaves_no_process_behind(tmp_path):
         assert any("Panel:" in line for line in lines), "".join(lines)
         assert requests.get(f"http://127.0.0.1:{web_port}/healthz", timeout=5).status_code == 200
         children = _processes_mentioning(str(var))
-        assert len(children) >= 5, children  # mosquitto, influxd, ingest, detect, web
+        assert len(children) >= 6, children  # mosquitto, influxd, ingest, detect, web, control
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
