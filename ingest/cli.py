@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                        description="Subscribe to the contract's telemetry and status topics, "
                                    "validate, spool durably, acknowledge, write to InfluxDB.")
     add_setting_flags(p, *INGEST_FLAGS)
+    p.add_argument("--leave", action="store_true",
+                   help="retire this client id: unsubscribe, ingest what the broker still holds "
+                        "for it, end its session and exit (for a share-group member removed for good)")
     p.set_defaults(func=_ingest)
 
 
@@ -46,7 +49,7 @@ def register_bench(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
 def _ingest(args: argparse.Namespace, cfg: Config) -> int:
     from .run import run_ingest
 
-    return run_ingest(cfg)
+    return run_ingest(cfg, leave=args.leave)
 
 
 def _bench(args: argparse.Namespace, cfg: Config) -> int:

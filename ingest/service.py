@@ -71,8 +71,10 @@ def subscriptions(cfg: Config) -> list[str]:
 class Ingestor:
     """One ingestor process's moving parts."""
 
-    def __init__(self, cfg: Config, topology: Topology):
+    def __init__(self, cfg: Config, topology: Topology, leaving: bool = False):
         self.cfg = cfg
+        self.leaving = leaving
+        self.last_message = time.monotonic()
         self.metrics = mx.IngestMetrics()
         self.tracker = NodeTracker()
         self.converter = Converter(topology, cfg.topic_prefix, cfg.ingest_client_id,
@@ -136,14 +138,28 @@ class Ingestor:
             "client_id": self.cfg.ingest_client_id, "subscriptions": subscriptions(self.cfg),
             "spool": str(self.spool.dir), "spooled_bytes": self.spool.unwritten_bytes()})
 
-    def stop(self, drain_s: float = 5.0) -> None:
-        """Flush and acknowledge what is queued, disconnect, give the writer ``drain_s``."""
+    def stop(self, drain_s: float = 5.0, end_session: bool = False) -> None:
+        """Flush and acknowledge what is queued, disconnect, give the writer ``drain_s``.
+
+        ``end_session`` asks the broker to delete this client's session (leaving a share
+        group for good); otherwise it keeps queueing for us.
+        """
         self.stop_event.set()
         with self.cond:
             self.cond.notify_all()
         self.flusher.join(10)
-        self.client.disconnect()
+        if end_session and self.v5:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0
+            self.client.disconnect(properties=props)
+        else:
+            self.client.disconnect()
         self.client.loop_stop()
+        if end_session and not self.v5:
+            self._end_311_session()
         self.writer.stop(drain_s)
         self.writer.join(drain_s + 15)
         if self.http is not None:
@@ -168,6 +184,13 @@ class Ingestor:
         # Resubscribe on every connect: a session the broker lost (restart without
         # persistence, expiry) would otherwise leave us connected and deaf.
         topics = subscriptions(self.cfg)
+        if self.leaving:
+            # Leaving: take no new messages, only what the session already holds.
+            client.unsubscribe(topics)
+            self.subscribed = True
+            log.info("leaving: unsubscribed; draining what the broker queued for this session",
+                     extra={"filters": topics})
+            return
         self._drop_old_subscriptions(client, topics)
         if self.v5:
             from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -220,6 +243,7 @@ class Ingestor:
         except UnicodeDecodeError:
             topic = repr(msg._topic)[:300]
         payload = msg.payload
+        self.last_message = time.monotonic()
         try:
             if topic.endswith("/status"):
                 out = self.converter.status(topic, payload)
@@ -331,6 +355,27 @@ class Ingestor:
         if not self.converter.limiter.take(reason, now):
             return None
         return self.converter.reject_line(topic, t, reason, details, raw, now)
+
+    def _end_311_session(self) -> None:
+        """MQTT 3.1.1 ends a session by connecting once with a clean session."""
+        done = threading.Event()
+        c = make_client(self.broker, self.cfg.ingest_client_id, self.cfg.mqtt_protocol, clean=True)
+        c.on_connect = lambda *a, **k: done.set()
+        try:
+            c.connect(self.broker.host, self.broker.port, keepalive=10)
+            c.loop_start()
+            done.wait(10)
+            c.disconnect()
+            c.loop_stop()
+        except OSError as exc:
+            log.warning("could not end the session", extra={"error": str(exc)})
+
+    def drained(self, idle_s: float) -> bool:
+        """Nothing arrived for ``idle_s``, nothing is queued, InfluxDB has everything."""
+        with self.cond:
+            queued = self.p_msgs
+        return (self.connected and queued == 0 and self.spool.unwritten_bytes() == 0
+                and time.monotonic() - self.last_message >= idle_s)
 
     # -- health and metrics ----------------------------------------------------------------
 

@@ -160,3 +160,31 @@ def test_two_ingestors_share_the_stream_and_one_is_killed(service, broker_url, i
     b_total = _metric(base_b, "rivermon_ingest_readings_total")
     assert a_before and a_before > 0 and b_total < len(stream.sent)
     pub.close()
+
+
+def test_a_share_group_member_leaves_without_losing_its_share(service, broker_url, influx, prefix, tmp_path):
+    var = tmp_path / "var"
+    group = dict(ingest_share_group="g2")
+    a, _, port_a = _start(service, broker_url, influx.url, influx.database, prefix, var,
+                          ingest_client_id="ing-a", **group)
+    _start(service, broker_url, influx.url, influx.database, prefix, var,
+           ingest_client_id="ing-b", **group)
+    pub = Publisher(broker_url)
+    stream = Stream(pub, prefix, NODES, count=1500, rate=500)
+    stream.start()
+    assert wait_until(lambda: stream.progress > 400, 10)
+    a.stop()  # a clean stop: the broker keeps routing a's share to its session
+    assert wait_until(lambda: stream.progress > 1000, 10)
+    leave = service(*ingest_argv(broker_url, influx.url, influx.database, prefix, var,
+                                 ingest_client_id="ing-a", ingest_metrics_port=port_a,
+                                 ingest_batch_ms=100, **group), "--leave")
+    assert wait_until(lambda: leave.proc.poll() is not None, 40), leave.log()[-3000:]
+    assert leave.proc.returncode == 0, leave.log()[-3000:]
+    # a's session is gone: whatever comes next goes to b alone, and nothing waits for a.
+    late = Stream(pub, prefix, ["late-1"], count=100, rate=200, start_ts=stream.start_ts - 86400)
+    late.start()
+    late.join(10)
+    stream.join(30)
+    stream.sent += late.sent
+    _finish(stream, pub, influx)
+    pub.close()
