@@ -392,7 +392,7 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
         brk = np.maximum.accumulate(np.where(~eq, idx, -1))
         cnt = np.where(brk < 0, fs["stuck"][1] + idx + 1, idx - brk)
         fs["stuck"] = [carry, int(cnt[-1]) if eq[-1] else 0]
-        min_s = p.stuck_min_s if pr.noise is not None else 2 * p.stuck_min_s
+        min_s = p.stuck_min_s if pr.noise is not None else 4 * p.stuck_min_s
         stuck = eq & (cnt >= need) & (tt - starts >= min_s)
         if stuck.any():
             spans += _spans(m, "sensor_stuck", stuck, tt, starts, "warning", f,
@@ -654,13 +654,21 @@ def _close_field_bucket(m: NodeModel, fs: dict[str, Any], f: str, pr: F.FieldPri
     b, lr = fs["cur"], p.learn_rate
     bx = np.asarray(fs["bx"], float)
     fs["bx"], fs["bt"] = [], []
-    if bx.size < 3:
+    if bx.size == 0:
         return
+    # steps include the one from the last reading of the previous bucket, so hourly (or
+    # slower) sampling still learns its noise
+    prev = fs.get("last_x")
+    fs["last_x"] = float(bx[-1])
     yv = np.log1p(np.maximum(bx, 0.0)) if pr.log else bx
     level = _med(yv)
     if f in LEVEL_FIELDS:
         fs.setdefault("_out", []).append([b, level])
-    d = np.abs(np.diff(bx))
+    d = np.abs(np.diff(bx if prev is None else np.concatenate([[prev], bx])))
+    if d.size == 0:
+        _learn_profile(m, fs, b, level, lr)
+        fs["hist"] = (fs["hist"] + [[b, level]])[-p.history_buckets:]
+        return
     peq = float(np.count_nonzero(d == 0)) / d.size
     if fs["peq"] is not None and fs["peq"] < 0.3 and peq > 0.6:
         return  # a flat bucket in a field that normally moves: a stuck probe, not a lesson
