@@ -37,7 +37,7 @@ from rivermon.core.topology import Creek, Topology, load_topology
 from .board import SENSOR_FAULT_KINDS, DoBoard
 from .feedback import UNCONFIRMED, Confirmations, Fault
 from .policy import Aerator, ControlParams, Decision, Override, SegmentController
-from .store import DB_NAME, ControlStore
+from rivermon.core.aeration import DB_NAME, ControlStore
 
 log = logging.getLogger("rivermon.control")
 

@@ -1,4 +1,4 @@
-"""The controller's SQLite file ``{var}/control.sqlite``: command log and manual overrides.
+"""Aeration command log and manual overrides, shared by the controller and the panel: ``{var}/control.sqlite``.
 
 Tables:
 

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from rivermon.control import evaluate, store
+from rivermon.control import evaluate
+from rivermon.core import aeration as store
 from rivermon.control.board import DoBoard
 from rivermon.control.daylight import NightClock, parse_windows
 from rivermon.control.feedback import NO_POWER, UNCONFIRMED, Confirmations

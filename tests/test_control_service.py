@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from rivermon.control import store
+from rivermon.core import aeration as store
 from rivermon.core.alerts import AlertStore
 from rivermon.core.mqtt import make_client, parse_broker_url
 

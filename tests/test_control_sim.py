@@ -11,7 +11,7 @@ import uuid
 import pytest
 import requests
 
-from rivermon.control import store
+from rivermon.core import aeration as store
 from rivermon.core.alerts import AlertStore
 from rivermon.core.servers import free_port
 
