@@ -74,6 +74,8 @@ class Coefficients:
     spread_fountain_m: float = 12.0     # ASSUMPTION: spray radius plus near-field mixing
     resuspension_micropore: float = 0.15  # ASSUMPTION: +15 % turbidity over a running grid
     resuspension_fountain: float = 0.05   # ASSUMPTION
+    resuspension_flow: float = 0.3      # ASSUMPTION: storm flow stirs the bed; the base level grows
+    #                                      by this x (f² - 1) at f times the normal flow (bed shear ~ u²)
     # --- turbidity --------------------------------------------------------------------
     turbidity_base_ntu: float = 9.0     # ASSUMPTION: clear restored creek (Secchi ~60 cm)
     settling_per_h: float = 0.25        # fine solids, settling velocity ~0.3 m/h over 1.2 m

@@ -127,7 +127,8 @@ class WaterModel:
                  * k.theta_photosynthesis ** (t - 20))
         d_do = ka * (do_saturation(t) - c) + photo - demand * lim - bod_use
         d_do += self._aeration(c, t, fc) / g.volume_m3
-        turb_eq = self.turb_base * (1.0 + self._resuspension(fc))
+        stir = k.resuspension_flow * max(0.0, fc.flow_factor ** 2 - 1.0)
+        turb_eq = self.turb_base * (1.0 + self._resuspension(fc) + stir)
         d_turb = -k.settling_per_h / 3600.0 * (x[:, TURB] - turb_eq)
         x[:, DO] = c + d_do * dt
         x[:, LF] -= kf * x[:, LF] * lim * dt
