@@ -105,6 +105,10 @@ def test_truth_matches_what_a_subscriber_saw(broker_url, prefix, collector, tmp_
             assert len(payloads) - len(set(payloads)) >= 5
         elif t["kind"] == "discharge":
             assert t["outlet"] == "ol-l3" and t["params"]["nodes"][0] == "hl3-s1"
+    # Nothing was stamped in the future of the wall clock (the ingestor refuses > 5 min ahead).
+    stamps = [r["ts"] for msgs in seen.values() for ch, p in msgs if ch == "telemetry"
+              for r in (json.loads(p) if p.startswith(b"[") else [json.loads(p)])]
+    assert max(stamps) <= time.time()
     # Nodes without faults delivered every reading exactly once.
     readings = [json.loads(p) for ch, p in seen["hl4-s1"] if ch == "telemetry"]
     assert [r["seq"] for r in readings] == list(range(1, 181))
