@@ -225,6 +225,8 @@ class LivePublisher:
         self.cmd_client = make_client(parse_broker_url(cfg.broker), f"sim-cmd-{pid}", cfg.mqtt_protocol)
         self.cmd_client.on_connect = self._cmd_connect
         self.cmd_client.on_message = self._cmd_message
+        self.listening = threading.Event()
+        self.cmd_client.on_subscribe = lambda *a, **k: self.listening.set()
 
     def _all(self) -> list[NodeClient]:
         return list(self.clients.values()) + list(self.pools.values())
@@ -240,6 +242,12 @@ class LivePublisher:
         self.cmd_client.connect_async(b.host, b.port, keepalive=KEEPALIVE_S)
         self.cmd_client.loop_start()
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        # Listen for commands before any aerator says it is online (a controller may answer at once).
+        if not self.listening.wait(CONNECT_TIMEOUT_S):
+            why = ("it refused the cmd subscription" if self.cmd_client.is_connected()
+                   else "no connection")
+            raise ConnectionError(f"cannot reach the broker {b.display()}: {why} within "
+                                  f"{CONNECT_TIMEOUT_S:g} s")
         for c in self._all():
             c.start(deadline)
         for c in self._all():
