@@ -56,6 +56,10 @@ CREATE TABLE IF NOT EXISTS overrides (
     by TEXT NOT NULL,
     set_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS heartbeat (
+    name TEXT PRIMARY KEY,
+    ts REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS override_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     node TEXT NOT NULL,
@@ -133,6 +137,16 @@ class ControlStore:
         q = ("SELECT " + ", ".join(f"c.{c}" for c in _CMD_COLS) + " FROM commands c JOIN "
              "(SELECT node, MAX(id) AS id FROM commands GROUP BY node) m ON c.id = m.id")
         return {r[4]: _command_dict(r) for r in self._db.execute(q).fetchall()}
+
+    # -- heartbeat --------------------------------------------------------------------------
+    def beat(self, name: str = "controller", now: float | None = None) -> None:
+        """Record that the controller is alive (every tick), so the panel knows who applies orders."""
+        self._db.execute("INSERT OR REPLACE INTO heartbeat (name, ts) VALUES (?, ?)",
+                         (name, time.time() if now is None else now))
+
+    def last_beat(self, name: str = "controller") -> float | None:
+        row = self._db.execute("SELECT ts FROM heartbeat WHERE name = ?", (name,)).fetchone()
+        return float(row[0]) if row else None
 
     # -- overrides --------------------------------------------------------------------------
     def set_override(self, node: str, mode: str, until: float | None, by: str,
@@ -240,3 +254,32 @@ def aerator_states(*, var: str | Path = "./var", now: float | None = None) -> di
         out[node] = {"last_command": cmd, "override": ovs.get(node),
                      "mode": "manual" if node in ovs else (cmd["mode"] if cmd else "auto")}
     return out
+
+
+def override_log(*, var: str | Path = "./var", node: str | None = None,
+                 limit: int = 50) -> list[dict[str, Any]]:
+    """Every order given (including ``auto``), newest first: ``[{node, mode, until, by, set_at}]``."""
+    with ControlStore(store_path(var)) as s:
+        return s.override_log(node, limit)
+
+
+def log_manual_command(*, creek: str, segment: str, node: str, aerator_on: bool, by: str,
+                       var: str | Path = "./var", ts: float | None = None) -> int:
+    """Log a command the panel published itself because no controller was running."""
+    reason = {"zh": f"人工操作（{by}），控制器未运行，面板直接下发",
+              "en": f"manual order by {by}, sent by the panel (controller not running)"}
+    with ControlStore(store_path(var)) as s:
+        return s.log_command(creek=creek, segment=segment, node=node, aerator_on=aerator_on,
+                             mode="manual", rule="override_direct", reason=reason, do_mg_l=None,
+                             ts=ts)
+
+
+def controller_alive(*, var: str | Path = "./var", max_age_s: float = 30.0,
+                     now: float | None = None) -> bool:
+    """True when the controller recorded a tick within ``max_age_s`` (wall clock)."""
+    if not store_path(var).exists():
+        return False
+    with ControlStore(store_path(var)) as s:
+        last = s.last_beat()
+    now = time.time() if now is None else now
+    return last is not None and now - last <= max_age_s

@@ -8,6 +8,7 @@ import io
 import json
 import time
 
+from rivermon.core import aeration
 from rivermon.core.alerts import AlertStore
 from rivermon.core.influx import line
 
@@ -84,23 +85,136 @@ def test_fleet(make_app, influx, topology):
     assert body["recent_rejects"][0]["detail"] == "do_mg_l 99 is above 50"
 
 
-def test_aerator_command_published(make_app, collector, prefix):
+def _wait_connected(app) -> None:
+    deadline = time.time() + 10
+    while not app.extensions["rivermon"].hub.broker_connected and time.time() < deadline:
+        time.sleep(0.05)
+
+
+def test_aerator_order_without_controller_is_published_by_the_panel(make_app, collector, prefix, tmp_path):
     app = make_app(live=True, mqtt=True)
     sub = collector([f"{prefix}/+/+/cmd"])
     c = app.test_client()
     token = login(c, app, "op", "operator", PASSWORD)
-    deadline = time.time() + 10
-    while not app.extensions["rivermon"].hub.broker_connected and time.time() < deadline:
-        time.sleep(0.05)
+    _wait_connected(app)
     r = c.post("/api/aerators/hl3-a2/cmd", json={"aerator_on": False}, headers={"X-CSRF-Token": token})
     assert r.status_code == 200, r.data
+    body = r.get_json()
+    assert body["applied_by"] == "panel" and body["override"]["mode"] == "off"
+    assert body["override"]["by"] == "op" and body["override"]["until"]
     assert sub.wait_for(lambda ms: any(m.topic == f"{prefix}/huanglong/hl3-a2/cmd" for m in ms))
     msg = json.loads(sub.messages[0].payload)
-    assert msg["aerator_on"] is False and msg["reason"] == "manual: op" and msg["ts"] > NOW - 60
+    assert msg["aerator_on"] is False and msg["reason"] == "人工操作 op / manual: op" and msg["ts"] > NOW - 60
+    assert msg["control_mode"] == "manual" and msg["by"] == "op"
+    # recorded in the shared store: the override (2 h by default) and the command log
+    ovs = aeration.overrides(var=tmp_path / "var")
+    assert [(o["node"], o["mode"], o["by"]) for o in ovs] == [("hl3-a2", "off", "op")]
+    assert 7100 < ovs[0]["until"] - time.time() <= 7200
+    cmds = aeration.recent_commands("hl-3", var=tmp_path / "var")
+    assert cmds[0]["node"] == "hl3-a2" and cmds[0]["mode"] == "manual" and cmds[0]["rule"] == "override_direct"
     assert c.post("/api/aerators/hl3-s1/cmd", json={"aerator_on": True},
                   headers={"X-CSRF-Token": token}).status_code == 404
     assert c.post("/api/aerators/hl3-a2/cmd", json={"aerator_on": "maybe"},
                   headers={"X-CSRF-Token": token}).status_code == 400
+
+
+def test_aerator_order_with_controller_running_is_left_to_it(make_app, collector, prefix, tmp_path):
+    var = tmp_path / "var"
+    with aeration.ControlStore(aeration.store_path(var)) as s:
+        s.beat()  # a controller ticked just now
+    app = make_app(live=True, mqtt=True)
+    sub = collector([f"{prefix}/+/+/cmd"])
+    c = app.test_client()
+    token = login(c, app, "op", "operator", PASSWORD)
+    _wait_connected(app)
+    r = c.post("/api/aerators/hl3-a1/cmd", json={"mode": "on", "minutes": 30},
+               headers={"X-CSRF-Token": token})
+    assert r.status_code == 200, r.data
+    assert r.get_json()["applied_by"] == "controller" and r.get_json()["sent"] is None
+    assert [(o["node"], o["mode"]) for o in aeration.overrides(var=var)] == [("hl3-a1", "on")]
+    time.sleep(0.5)
+    assert not sub.messages  # the controller publishes, not the panel
+    r = c.post("/api/aerators/hl3-a1/cmd", json={"mode": "auto"}, headers={"X-CSRF-Token": token})
+    assert r.status_code == 200 and r.get_json()["override"]["mode"] == "auto"
+    assert aeration.overrides(var=var) == []
+    assert [o["mode"] for o in aeration.override_log(var=var)] == ["auto", "on"]
+
+
+def test_aerator_order_roles_csrf_and_bad_input(make_app, tmp_path):
+    app = make_app()
+    var = tmp_path / "var"
+    for role in ("viewer", "cleaner"):
+        c = app.test_client()
+        token = login(c, app, f"u-{role}", role, PASSWORD)
+        r = c.post("/api/aerators/hl3-a1/cmd", json={"mode": "on", "minutes": 30},
+                   headers={"X-CSRF-Token": token})
+        assert r.status_code == 403, (role, r.status_code)
+    c = app.test_client()
+    token = login(c, app, "op", "operator", PASSWORD)
+    r = c.post("/api/aerators/hl3-a1/cmd", json={"mode": "on", "minutes": 30})  # no CSRF token
+    assert r.status_code == 400 and "CSRF" in r.get_json()["error"]
+    r = c.post("/api/aerators/hl3-a1/cmd", json={"mode": "on", "minutes": 30},
+               headers={"X-CSRF-Token": "wrong"})
+    assert r.status_code == 400
+    assert aeration.overrides(var=var) == []  # nothing refused was stored
+    for bad, param in (({"mode": "boost"}, "mode"), ({"mode": "on", "minutes": 0}, "minutes"),
+                       ({"mode": "on", "minutes": 20000}, "minutes"),
+                       ({"mode": "on", "minutes": "soon"}, "minutes"), ({}, "mode")):
+        r = c.post("/api/aerators/hl3-a1/cmd", json=bad, headers={"X-CSRF-Token": token})
+        assert r.status_code == 400 and r.get_json()["param"] == param, (bad, r.data)
+    # no broker and no controller: stored, and said so
+    r = c.post("/api/aerators/hl3-a1/cmd", json={"mode": "on", "minutes": 480},
+               headers={"X-CSRF-Token": token})
+    assert r.status_code == 200 and r.get_json()["applied_by"] == "pending" and r.get_json()["warning"]
+    # everyone who can see the segment sees the order and its expiry
+    viewer = app.test_client()
+    login(viewer, app, "u-viewer", "viewer", PASSWORD)
+    rows = {a["node"]: a for a in viewer.get("/api/aerators?segment=hl-3").get_json()["aerators"]}
+    assert set(rows) == {"hl3-a1", "hl3-a2"}
+    assert rows["hl3-a1"]["mode"] == "manual_on" and rows["hl3-a1"]["override"]["by"] == "op"
+    until = rows["hl3-a1"]["override"]["until"]
+    assert until.endswith("+08:00")
+    from datetime import datetime
+    assert 479 * 60 < datetime.fromisoformat(until).timestamp() - time.time() <= 480 * 60
+    assert rows["hl3-a2"]["mode"] == "auto" and rows["hl3-a2"]["override"] is None
+
+
+def test_segment_page_shows_aerator_state_mode_and_last_command(make_app, influx, topology, tmp_path):
+    write_readings(influx, topology, minutes=5, segments={"hl-3"})
+    var = tmp_path / "var"
+    with aeration.ControlStore(aeration.store_path(var)) as s:
+        s.log_command(creek="huanglong", segment="hl-3", node="hl3-a2", aerator_on=True, mode="auto",
+                      rule="low_do", reason={"zh": "溶解氧 3.42 mg/L 低于开启点 4",
+                                             "en": "DO 3.42 mg/L below the on point 4"}, do_mg_l=3.42)
+    aeration.set_override("hl3-a1", "off", time.time() + 1800, "op-wang", var=var)
+    app = make_app()
+    c = app.test_client()
+    login(c, app, "u-viewer", "viewer", PASSWORD)
+    page = c.get("/segment/hl-3").get_data(as_text=True)
+    card1 = page[page.index('data-node="hl3-a1"'):]
+    card1 = card1[:card1.index("</article>")]
+    assert 'data-mode="manual_off"' in card1 and "手动关" in card1 and "op-wang" in card1
+    assert 'data-state="on"' in card1 and "1400 / 2200 W" in card1
+    card2 = page[page.index('data-node="hl3-a2"'):]
+    card2 = card2[:card2.index("</article>")]
+    assert 'data-mode="auto"' in card2 and "自动" in card2 and "溶解氧 3.42 mg/L 低于开启点 4" in card2
+    assert "data-order" not in page  # a viewer sees no buttons
+    detail = c.get("/api/segment/hl-3").get_json()
+    assert detail["command_log"][0]["reason"]["en"] == "DO 3.42 mg/L below the on point 4"
+    assert detail["orders"][0]["by"] == "op-wang" and detail["orders"][0]["mode"] == "off"
+    op = app.test_client()
+    login(op, app, "op", "operator", PASSWORD)
+    page = op.get("/segment/hl-3").get_data(as_text=True)
+    assert page.count('data-order="on"') == 2 and 'value="30"' in page and 'value="480"' in page
+    frag = op.get("/aerators/panel?segment=hl-3").get_data(as_text=True)
+    assert 'id="aer-cards"' in frag and "<html" not in frag
+    assert op.get("/aerators/panel?segment=nope").status_code == 404
+    creek = op.get("/").get_data(as_text=True)
+    assert 'data-node="hl3-a1"' in creek and 'data-mode="manual_off"' in creek
+    op.post("/lang", data={"csrf_token": login(op, app, "op", "operator", PASSWORD), "lang": "en",
+                           "next": "/segment/hl-3"})
+    page = op.get("/segment/hl-3").get_data(as_text=True)
+    assert "Manual off" in page and "DO 3.42 mg/L below the on point 4" in page
 
 
 def test_csv_exports(make_app, influx, topology, tmp_path):

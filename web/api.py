@@ -18,10 +18,12 @@ from typing import Any, Iterator
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from rivermon.core import aeration
 from rivermon.core.alerts import AlertError, AlertNotFound, InvalidTransition, KIND_NAMES, STATES
-from rivermon.core.reading import KNOWN_FIELDS, cmd_topic
+from rivermon.core.reading import KNOWN_FIELDS
 from rivermon.core.topology import UNASSIGNED
 
+from .aerators import DURATIONS_MIN, aerator_rows, apply_order, controller_alive, parse_order, recent
 from .auth import role_required
 from .queries import check_field, check_id
 from .status import DO_BANDS, sort_alerts
@@ -230,7 +232,11 @@ def segment_detail(seg: str) -> Any:
     for cmd in commands:
         cmd["received_at"] = iso(cmd.get("received"), tz)
     segment = next((s for s in c.hub.segments()["segments"] if s["id"] == seg), None)
+    control = recent(c, creek, seg)
     return jsonify({"segment": segment, "nodes": nodes, "alerts": alerts, "commands": commands,
+                    "aerators": aerator_rows(c, creek, seg), "command_log": control["commands"],
+                    "orders": control["orders"], "controller_running": controller_alive(c),
+                    "durations_min": list(DURATIONS_MIN),
                     "bands": [{"id": b, "low": max(lo, 0.0), "high": min(hi, 20.0), "name": name}
                               for b, lo, hi, name in DO_BANDS]})
 
@@ -308,25 +314,36 @@ def fleet() -> Any:
                                        for r in c.queries.recent_rejects(30)]})
 
 
+@bp.route("/api/aerators")
+@role_required("viewer")
+def aerators_list() -> Any:
+    """Every aerator (or a segment's): state, mode with its order, last command."""
+    creek_id, seg = creek_and_segment(request.args.get("segment"), required=False)
+    creek = ctx().topology.creek(creek_id)
+    return jsonify({"aerators": aerator_rows(ctx(), creek, seg),
+                    "controller_running": controller_alive(ctx()),
+                    "durations_min": list(DURATIONS_MIN)})
+
+
 @bp.route("/api/aerators/<node>/cmd", methods=["POST"])
 @role_required("operator")
 def aerator_cmd(node: str) -> Any:
+    """A manual order (on/off for some minutes, or auto), kept in the shared override store."""
     c = ctx()
     check_id("node", node)
     n = next((x for x in c.topology.all_nodes() if x.id == node), None)
     if n is None or not n.is_aerator:
         return jsonify(error=f"{node!r} is not an aerator of this topology"), 404
     data = request.get_json(silent=True) if request.is_json else request.form
-    raw = (data or {}).get("aerator_on")
-    if raw not in (True, False, "true", "false", "1", "0"):
-        return jsonify(error="aerator_on must be true or false"), 400
-    on = raw in (True, "true", "1")
-    if c.hub.client is None:
-        return jsonify(error="no broker connection: the command was not sent"), 503
-    payload = {"aerator_on": on, "reason": f"manual: {g.user.name}", "ts": round(time.time(), 3)}
-    c.hub.client.publish(cmd_topic(c.cfg.topic_prefix, n.creek, n.id),
-                         json.dumps(payload).encode(), qos=1)
-    return jsonify({"node": node, "sent": payload})
+    if data is not None and not hasattr(data, "get"):
+        return jsonify(error="the body must be a JSON object"), 400
+    mode, minutes = parse_order(dict(data or {}))
+    try:
+        result = apply_order(c, n, mode, minutes, g.user.name)
+    except aeration.ControlError as exc:
+        return jsonify(error=str(exc)), 400
+    c.metrics.inc("rivermon_web_aerator_orders_total", mode=mode)
+    return jsonify(result)
 
 
 # ---- CSV exports -------------------------------------------------------------------------------

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, abort, current_app, render_template
+from flask import Blueprint, abort, current_app, g, render_template, request
 
 from rivermon.core.alerts import KIND_NAMES
 from rivermon.core.influx import InfluxError
 
-from . import i18n, schematic
+from . import aerators, i18n, schematic
 from .auth import role_required
 from .status import DO_BANDS
 
@@ -49,6 +49,22 @@ def _seg_names(creek: Any) -> dict[str, dict[str, str]]:
     return {s.id: s.name.as_dict() for s in creek.segments}
 
 
+def _aerator_args(creek: Any, seg: str | None) -> dict[str, Any]:
+    """What the aerator cards need: rows (state, mode, last command) and who may give orders."""
+    c = ctx()
+    user = g.get("user")
+    if user is None:  # the public creek view shows aerators' state only (from the schematic)
+        return {"rows": [], "can_operate": False, "durations": aerators.DURATIONS_MIN,
+                "controller_running": True, "seg": seg}
+    try:
+        rows = aerators.aerator_rows(c, creek, seg)
+    except InfluxError as exc:
+        log.warning("aerator state unavailable for the page", extra={"error": str(exc)})
+        rows = []
+    return {"rows": rows, "can_operate": user.can("operator"), "durations": aerators.DURATIONS_MIN,
+            "controller_running": aerators.controller_alive(c), "seg": seg}
+
+
 @bp.route("/")
 @role_required("viewer", public_if="web_public_view")
 def creek() -> str:
@@ -57,7 +73,18 @@ def creek() -> str:
     segs = _segments_now()
     ordered = [s for s in creek.flow_order()]
     return render_template("creek.html", creek=creek, shapes=_shapes(), segs=segs,
-                           ordered=ordered, texts=i18n.js_texts())
+                           ordered=ordered, texts=i18n.js_texts(), aer=_aerator_args(creek, None))
+
+
+@bp.route("/aerators/panel")
+@role_required("viewer")
+def aerators_panel() -> str:
+    """The aerator cards alone (the pages refresh them with this after an order)."""
+    creek = ctx().topology.creeks[0]
+    seg = request.args.get("segment") or None
+    if seg is not None and seg not in {s.id for s in creek.segments}:
+        abort(404, description=f"no segment {seg[:40]!r}")
+    return render_template("aerators_fragment.html", **_aerator_args(creek, seg))
 
 
 @bp.route("/segment/<seg>")
@@ -68,7 +95,8 @@ def segment(seg: str) -> str:
     if seg not in known:
         abort(404, description=f"no segment {seg!r}")
     return render_template("segment.html", creek=creek, seg=known[seg], segs=_segments_now(),
-                           texts=i18n.js_texts(), seg_names=_seg_names(creek), bands_json=bands_json())
+                           texts=i18n.js_texts(), seg_names=_seg_names(creek), bands_json=bands_json(),
+                           aer=_aerator_args(creek, seg))
 
 
 @bp.route("/inbox")

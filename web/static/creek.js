@@ -67,6 +67,7 @@
     (snap.segments || []).forEach(function (s) { updateSegment(s); open += s.open_alerts || 0; });
     updateAttention(snap.segments || []);
     updateAerators(snap.aerators);
+    if (window.RMAerators && RMAerators.later) RMAerators.later(1000);  // refresh the aerator cards
     updateNodes(snap.nodes);
     RM.navCount(open);
   }

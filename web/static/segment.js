@@ -6,7 +6,6 @@
   var seg = head.getAttribute("data-seg");
   var list = document.getElementById("alerts");
   var canAct = list.getAttribute("data-can-act") === "true";
-  var canOperate = RM.page.role === "operator" || RM.page.role === "admin";
   var span = 86400;
   var doChart = RMCharts.create(document.getElementById("chart-do"));
   var turbChart = RMCharts.create(document.getElementById("chart-turbidity"));
@@ -29,47 +28,40 @@
 
   function renderDetail(body) {
     var sensors = document.querySelector("#nodes-table tbody");
-    var aerators = document.querySelector("#aerators-table tbody");
     sensors.replaceChildren();
-    aerators.replaceChildren();
     body.nodes.forEach(function (n) {
-      if (n.kind === "aerator") {
-        var on = n.latest.aerator_on ? n.latest.aerator_on.value : null;
-        var row = RM.el("tr", { "data-node": n.id }, [
-          cell(n.id + " (" + (n.aerator || "") + ")"),
-          cell(on === null ? "—" : RM.t(on ? "aerator_on" : "aerator_off"), on ? "online" : ""),
-          cell(val(n.latest, "power_w", 0), "num"), cell(RM.fmt(n.rated_w, 0), "num")]);
-        var td = RM.el("td");
-        if (canOperate) {
-          [true, false].forEach(function (want) {
-            var b = RM.el("button", { type: "button", className: "btn", text: RM.t(want ? "turn_on" : "turn_off") });
-            b.addEventListener("click", function () {
-              b.disabled = true;
-              RM.post("/api/aerators/" + encodeURIComponent(n.id) + "/cmd", { aerator_on: want })
-                .then(function () { setTimeout(loadDetail, 1000); }).catch(showError)
-                .then(function () { b.disabled = false; });
-            });
-            td.appendChild(b);
-          });
-        }
-        row.appendChild(td);
-        aerators.appendChild(row);
-      } else {
-        sensors.appendChild(RM.el("tr", { "data-node": n.id }, [
-          cell(n.id), cell(val(n.latest, "do_mg_l", 2), "num"), cell(val(n.latest, "turbidity_ntu", 1), "num"),
-          cell(val(n.latest, "temp_c", 1), "num"), cell(val(n.latest, "battery_v", 2), "num"),
-          cell(RM.age(newest(n.latest)))]));
-      }
+      if (n.kind === "aerator") return;  // aerators have their own cards (aerators.js)
+      sensors.appendChild(RM.el("tr", { "data-node": n.id }, [
+        cell(n.id), cell(val(n.latest, "do_mg_l", 2), "num"), cell(val(n.latest, "turbidity_ntu", 1), "num"),
+        cell(val(n.latest, "temp_c", 1), "num"), cell(val(n.latest, "battery_v", 2), "num"),
+        cell(RM.age(newest(n.latest)))]));
     });
     RMAlerts.replaceList(list, body.alerts, { canAct: canAct, onChange: loadDetail, onError: showError });
     document.getElementById("no-alerts").hidden = body.alerts.length > 0;
+    renderCommands(body);
+    if (body.segment) setStatus(body.segment.status);
+  }
+
+  /* The command log (the controller's reasons, zh/en), else the cmd messages the panel saw. */
+  function renderCommands(body) {
     var cmds = document.getElementById("commands");
-    cmds.replaceChildren.apply(cmds, body.commands.map(function (c) {
+    var log = body.command_log || [];
+    var items = log.length ? log.map(function (c) {
+      return RM.el("li", { text: RM.clock(c.time) + " · " + c.node + " → " +
+        RM.t(c.aerator_on ? "aerator_on" : "aerator_off") + " · " + RM.t("mode_" + (c.mode === "manual" ? "manual_" + (c.aerator_on ? "on" : "off") : c.mode)) +
+        " · " + RM.pick(c.reason) });
+    }) : body.commands.map(function (c) {
       return RM.el("li", { text: RM.clock(c.received_at) + " · " + c.node + " → " +
         RM.t(c.aerator_on ? "aerator_on" : "aerator_off") + (c.reason ? " · " + c.reason : "") });
+    });
+    cmds.replaceChildren.apply(cmds, items);
+    if (!items.length) cmds.appendChild(RM.el("li", { text: RM.t("none") }));
+    var orders = document.getElementById("orders");
+    orders.replaceChildren.apply(orders, (body.orders || []).map(function (o) {
+      var what = o.mode === "auto" ? RM.t("set_auto") : RM.t("mode_manual_" + o.mode) + " " + RM.t("until") + " " + RM.clock(o.until);
+      return RM.el("li", { text: RM.clock(o.set_at) + " · " + o.node + " · " + what + " · " + RM.t("by") + " " + o.by });
     }));
-    if (!body.commands.length) cmds.appendChild(RM.el("li", { text: RM.t("none") }));
-    if (body.segment) setStatus(body.segment.status);
+    if (!(body.orders || []).length) orders.appendChild(RM.el("li", { text: RM.t("none") }));
   }
 
   function setStatus(status) {
@@ -106,6 +98,7 @@
     });
   });
 
+  if (RMAerators.onRefresh) RMAerators.onRefresh(loadDetail);  // an order: show it in the logs
   loadDetail();
   loadCharts();
   setInterval(loadCharts, 60000);
@@ -113,6 +106,7 @@
   RM.live({
     segments: function (snap) {
       (snap.segments || []).forEach(function (s) { if (s.id === seg) setStatus(s.status); });
+      RMAerators.later(1000);  // new telemetry: aerator state may have changed
     },
     alert: function (ev) {
       if (ev.segment !== seg || pending) return;
