@@ -34,7 +34,7 @@ if [ ! -f "$secrets/tls/server.crt" ]; then
     "$repo/deploy/mosquitto/make-certs.sh" "$secrets/tls" "$@" mosquitto localhost
 fi
 
-for service in ingest detect web sim notify; do
+for service in ingest detect control web sim notify; do
     file="$secrets/mqtt-$service.password"
     if [ ! -s "$file" ]; then
         rivermon node add --service "$service" --password-file "$secrets/mosquitto.passwd" \

@@ -31,6 +31,7 @@ MOSQUITTO_PASSWD_HINT = ("mosquitto_passwd is not installed: run `apt-get instal
 SERVICES = {
     "ingest": "rivermon_ingest",
     "detect": "rivermon_detect",
+    "control": "rivermon_control",
     "web": "rivermon_web",
     "notify": "rivermon_notify",
     "sim": "rivermon_sim",

@@ -29,8 +29,8 @@ from rivermon.core.servers import find_binary
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
 SECRETS = DEPLOY / "secrets"
-RIVERMON_SERVICES = {"ingest": "ingest", "detect": "detect", "web": "web", "sim": "sim",
-                     "notify": "notify"}
+RIVERMON_SERVICES = {"ingest": "ingest", "detect": "detect", "control": "control", "web": "web",
+                     "sim": "sim", "notify": "notify"}
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,8 @@ def is_deploy_time_secret(rel: str) -> bool:
 
 def test_compose_has_the_stack_with_its_images_ports_and_profiles(compose):
     services = compose["services"]
-    assert set(services) >= {"mosquitto", "influxdb", "ingest", "detect", "web", "sim", "grafana"}
+    assert set(services) >= {"mosquitto", "influxdb", "ingest", "detect", "control", "web", "sim",
+                             "grafana"}
     assert services["mosquitto"]["image"] == "eclipse-mosquitto:2"
     assert services["influxdb"]["image"] == "influxdb:1.11"
     assert services["grafana"]["image"].startswith("grafana/grafana")
@@ -85,7 +86,7 @@ def test_compose_has_the_stack_with_its_images_ports_and_profiles(compose):
     assert not any(p.startswith("1883") for p in services["mosquitto"]["ports"])
     assert services["sim"]["profiles"] == ["sim"]
     assert services["notify"]["profiles"] == ["notify"]
-    for name in ("ingest", "detect", "web", "grafana", "mosquitto", "influxdb"):
+    for name in ("ingest", "detect", "control", "web", "grafana", "mosquitto", "influxdb"):
         assert "profiles" not in services[name], name
     for name in RIVERMON_SERVICES:
         assert services[name]["build"] == "."
@@ -319,7 +320,7 @@ def unit_entries(path: Path) -> dict[str, list[str]]:
     return entries
 
 
-UNITS = ("ingest", "detect", "web", "sim", "notify")
+UNITS = ("ingest", "detect", "control", "web", "sim", "notify")
 HARDENING = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
              "PrivateTmp": "yes", "PrivateDevices": "yes", "RestrictSUIDSGID": "yes",
              "CapabilityBoundingSet": ""}
@@ -388,8 +389,8 @@ def test_bootstrap_makes_every_deploy_time_secret_compose_needs(tmp_path, compos
         rel = (REPO / s["file"]).resolve().relative_to(SECRETS.resolve())
         assert (secrets / rel).read_text().strip(), f"bootstrap did not make {rel}"
     users = {ln.split(":")[0] for ln in (secrets / "mosquitto.passwd").read_text().splitlines()}
-    assert users == {"rivermon_ingest", "rivermon_detect", "rivermon_web", "rivermon_sim",
-                     "rivermon_notify"}
+    assert users == {"rivermon_ingest", "rivermon_detect", "rivermon_control", "rivermon_web",
+                     "rivermon_sim", "rivermon_notify"}
     assert (secrets.stat().st_mode & 0o777) == 0o700
     before = (secrets / "mqtt-ingest.password").read_text()
     subprocess.run([str(DEPLOY / "bootstrap.sh"), "broker.example"], env=env, check=True,

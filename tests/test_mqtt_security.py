@@ -35,7 +35,7 @@ DEPLOY = REPO / "deploy" / "mosquitto"
 PREFIX = "rivermon/v1"
 CREEK = "huanglong"
 NODES = ("hl1-s1", "hl2-s1", "hl1-a1", "hl3-a1")
-SERVICES = ("ingest", "detect", "web", "sim")
+SERVICES = ("ingest", "detect", "control", "web", "sim")
 
 
 def production_conf_variant(tmp: Path, plain_port: int, tls_port: int) -> str:
@@ -330,6 +330,44 @@ def test_service_credentials_have_the_rights_they_need(broker, clients):
     sim.publish(topic("hl1-s1", "telemetry"), marker)
     assert ingest.got(topic("hl1-s1", "telemetry"), marker)
     assert not ingest.got(topic("hl1-s1", "telemetry"), forged, timeout=0)
+
+
+def test_control_account_has_exactly_the_controllers_rights(broker, clients):
+    """rivermon_control reads accepted readings, status and alerts; writes cmd and alerts only."""
+    control = clients("rivermon_control")
+    codes = control.subscribe(f"{PREFIX}/_accepted/+", f"{PREFIX}/+/+/status", f"{PREFIX}/+/alerts",
+                              f"{PREFIX}/+/+/telemetry")
+    assert [c.is_failure for c in codes] == [False, False, False, False]  # v5 grants, ACL filters
+    ingest = clients("rivermon_ingest")
+    sim = clients("rivermon_sim")
+    sim.subscribe(f"{PREFIX}/+/+/cmd")
+    detect = clients("rivermon_detect")
+    detect.subscribe(f"{PREFIX}/+/alerts", f"{PREFIX}/_accepted/#")
+    accepted, status = b'[{"node": "hl3-s1", "do_mg_l": 3.1}]', b'{"state": "offline"}'
+    alert, cmd = b'{"id": "a-ctl", "kind": "aerator_fault"}', b'{"aerator_on": true, "by": "rivermon-control"}'
+    ingest.publish(f"{PREFIX}/_accepted/{CREEK}", accepted)
+    sim.publish(topic("hl3-s1", "status"), status)
+    assert control.got(f"{PREFIX}/_accepted/{CREEK}", accepted)
+    assert control.got(topic("hl3-s1", "status"), status)
+    detect.publish(f"{PREFIX}/{CREEK}/alerts", b'{"id": "a-model"}')
+    assert control.got(f"{PREFIX}/{CREEK}/alerts", b'{"id": "a-model"}')
+    control.publish(topic("hl3-a1", "cmd"), cmd)
+    control.publish(f"{PREFIX}/{CREEK}/alerts", alert)
+    assert sim.got(topic("hl3-a1", "cmd"), cmd)
+    assert detect.got(f"{PREFIX}/{CREEK}/alerts", alert)
+    # It cannot read telemetry, forge readings, status or accepted batches.
+    ingest.subscribe(f"{PREFIX}/+/+/telemetry", f"{PREFIX}/+/+/status")
+    forged_reading, forged_accepted = payload(), b'[{"node": "forged"}]'
+    control.publish(topic("hl2-s1", "telemetry"), forged_reading)
+    control.publish(topic("hl2-s1", "status"), b'{"state": "forged"}')
+    control.publish(f"{PREFIX}/_accepted/{CREEK}", forged_accepted)
+    marker2 = payload()
+    sim.publish(topic("hl2-s1", "telemetry"), marker2)
+    assert ingest.got(topic("hl2-s1", "telemetry"), marker2)
+    assert not ingest.got(topic("hl2-s1", "telemetry"), forged_reading, timeout=0)
+    assert not ingest.got(topic("hl2-s1", "status"), b'{"state": "forged"}', timeout=0)
+    assert not detect.got(f"{PREFIX}/_accepted/{CREEK}", forged_accepted, timeout=0.3)
+    assert topic("hl2-s1", "telemetry") not in control.topics()
 
 
 def test_tls_listener_with_the_test_ca(broker, clients):
