@@ -180,6 +180,13 @@ def targets(results: list[dict[str, Any]]) -> list[tuple[str, str, bool | None]]
     return out
 
 
+def _plain(o: Any) -> Any:
+    """numpy scalars as plain JSON values."""
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
 def load(names: list[str], args: argparse.Namespace) -> list[Dataset]:
     data = Path(args.data_dir) if args.data_dir else datasets.shared_data_dir()
     out: list[Dataset] = []
@@ -227,5 +234,5 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
                   "alerts": x.alerts, "precision": x.precision, "recall": x.recall, "f1": x.f1,
                   "point_f1": x.point_f1, "delay_median_s": x.delay_median, "delay_p90_s": x.delay_p90,
                   "false_per_node_day": x.false_per_node_day} for x in r["rows"]]} for r in results]},
-            indent=1))
+            indent=1, default=_plain))
     return 0

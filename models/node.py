@@ -338,8 +338,14 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
         r, tr = _reference(m, fs, b)
         if r is not None:
             ref[i0:i1], tref[i0:i1] = r, tr
-            # the daily pattern as known before this bucket (not after the whole chunk)
-            pdelta[i0:i1] = _profile_delta(m, fs, tt[i0:i1], tref[i0:i1])
+            # the daily pattern as known before this bucket (not after the whole chunk); within
+            # an hour the interpolated profile is a straight line between two scalars
+            base = _profile_scalar(m, fs, tr)
+            t_start = b * p.bucket_s - p.tz_offset_s
+            pa = _profile_scalar(m, fs, t_start)
+            pb = _profile_scalar(m, fs, t_start + p.bucket_s)
+            if base is not None and pa is not None and pb is not None:
+                pdelta[i0:i1] = (pa - base) + (pb - pa) * ((tt[i0:i1] - t_start) / p.bucket_s)
         s = _scale(m, fs, pr)
         if s:
             mid = (b + 0.5) * p.bucket_s - p.tz_offset_s
