@@ -32,7 +32,7 @@ from selenium.common.exceptions import (NoSuchElementException,  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 
 class Panel:
@@ -242,3 +242,33 @@ def test_phone_viewport(panel, browser, tmp_path):
     for b in browser.find_elements(By.CSS_SELECTOR, ".nav a, .btn-ghost"):
         assert b.size["height"] >= 44, (b.text, b.size)
     shot(browser, "phone-inbox-alerts")
+    browser.get(panel.url + "/segment/hl-3")
+    buttons = wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".aer-actions .btn, .aer-actions select"))
+    assert len(buttons) == 8
+    for b in buttons:
+        assert b.size["height"] >= 44, (b.text, b.size)
+    browser.execute_script("document.getElementById('aerators-panel').scrollIntoView()")
+    shot(browser, "phone-segment-aerators")
+
+
+def test_operator_switches_an_aerator_to_manual_on_and_back(panel, browser):
+    log_in(browser, panel, "wang")
+    browser.get(panel.url + "/segment/hl-3")
+    card = '.aer-card[data-node="hl3-a1"]'
+    wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, card)))
+    assert browser.find_element(By.CSS_SELECTOR, card).get_attribute("data-mode") == "auto"
+    select = browser.find_element(By.CSS_SELECTOR, card + ' [data-role="minutes"]')
+    select.find_element(By.CSS_SELECTOR, 'option[value="30"]').click()
+    for b in browser.find_elements(By.CSS_SELECTOR, card + " .aer-actions .btn"):
+        assert b.size["height"] >= 44, (b.text, b.size)
+    browser.find_element(By.CSS_SELECTOR, card + ' button[data-order="on"]').click()
+    wait(browser).until(lambda d: d.find_element(By.CSS_SELECTOR, card).get_attribute("data-mode") == "manual_on")
+    mode = browser.find_element(By.CSS_SELECTOR, card + ' [data-role="mode"]').text
+    assert "手动开" in mode and "wang" in mode
+    # the panel sent it itself (no controller here), logged it, and shows who gave the order
+    wait(browser).until(lambda d: "wang" in d.find_element(By.ID, "orders").text)
+    wait(browser).until(lambda d: "hl3-a1" in d.find_element(By.ID, "commands").text)
+    assert Select(browser.find_element(By.CSS_SELECTOR, card + ' [data-role="minutes"]')).first_selected_option.get_attribute("value") == "30"
+    shot(browser, "08-aerator-manual-on")
+    browser.find_element(By.CSS_SELECTOR, card + ' button[data-order="auto"]').click()
+    wait(browser).until(lambda d: d.find_element(By.CSS_SELECTOR, card).get_attribute("data-mode") == "auto")

@@ -23,7 +23,11 @@ var RMAerators = (function () {
         });
         fresh.querySelectorAll('[data-role="minutes"]').forEach(function (s) {
           var v = keep[s.closest("[data-node]").getAttribute("data-node")];
-          if (v) s.value = v;
+          if (!v) return;
+          // importNode copies attributes, not a select's current value: mark the option itself
+          Array.prototype.forEach.call(s.options, function (o) {
+            if (o.value === v) o.setAttribute("selected", ""); else o.removeAttribute("selected");
+          });
         });
         wrap.replaceChildren(document.importNode(fresh, true));
         listeners.forEach(function (f) { f(); });
