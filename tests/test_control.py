@@ -293,6 +293,8 @@ def test_service_dry_run_logs_decisions_and_uses_sensor_faults_and_status(tmp_pa
         log = store.recent_commands("hl-3", var=tmp_path)
         assert {c["node"] for c in log} == {"hl3-a1", "hl3-a2"}
         assert all(c["mode"] == "dry-run" for c in log)
+        # a dry run publishes nothing, so it does not tell the panel that orders are handled
+        assert not store.controller_alive(var=tmp_path)
         board = svc.creeks["huanglong"].board
         svc.handle("p/v1/huanglong/alerts", json.dumps({"kind": "sensor_stuck", "creek": "huanglong",
                                                         "node": "hl3-s1", "state": "open"}).encode())
@@ -317,6 +319,7 @@ def test_service_without_broker_link_decides_nothing_and_offline_aerators_raise_
     try:
         assert svc.tick() == [] and svc.link_down          # commands could not go out: none decided
         assert store.recent_commands(var=tmp_path) == []
+        assert not store.controller_alive(var=tmp_path)    # the panel sends orders itself meanwhile
         svc.handle("p/v1/huanglong/hl3-a1/status", b'{"state": "offline"}')
         cc = svc.creeks["huanglong"]
         svc._fault(cc, Fault("hl3-a1", UNCONFIRMED, True, 1.0, {"mode": UNCONFIRMED}))

@@ -137,6 +137,9 @@ def test_control_commands_confirms_and_raises_aerator_faults(tmp_path, broker_ur
         assert {c["node"] for c in log} == {"t-a1", "t-a2", "t-a3"}
         assert all(c["mode"] == "auto" and c["rule"] == "low_do" and c["aerator_on"] for c in log)
 
+        # the running controller beats, so the panel leaves orders to it
+        assert store.controller_alive(var=var, max_age_s=30)
+        assert not store.controller_alive(var=var, max_age_s=30, now=time.time() + 60)
         # a manual order beats low DO, is published with its reason and logged as manual
         store.set_override("t-a1", "off", time.time() + 600, "operator1", var=var)
         assert _wait(lambda: any(c["aerator_on"] is False for c in cmds("t-a1")), 10), svc.log()
