@@ -99,6 +99,12 @@ SETTINGS: tuple[Setting, ...] = (
             "readings for it while it is down."),
     _detect("detect_tick_s", float, 5.0,
             "How often (wall-clock seconds) the model checks for silent nodes and quiet alerts."),
+    _detect("detect_do_low_mg_l", float, 3.0,
+            "low_do below this DO (mg/L); 3.0 is the GB 3838 class IV minimum."),
+    _detect("detect_standards_duration_s", int, 1800,
+            "How long DO must stay below a standard's threshold before low_do / black_odorous."),
+    _detect("detect_low_battery_v", float, 3.5,
+            "low_battery below this voltage (packs above 6 V: 85 % of the node's own maximum)."),
     # -- web -------------------------------------------------------------------------------
     _web("web_host", str, "127.0.0.1", "Address the panel listens on."),
     _web("web_port", int, 8080, "Port the panel listens on."),

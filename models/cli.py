@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("input", metavar="INPUT.csv", help="columns time,node,<measurements...>")
     p.add_argument("--out", required=True, metavar="ALERTS.csv",
                    help="where to write start,end,node,segment,kind,severity")
-    add_setting_flags(p, "alert_autoresolve_s")
+    add_setting_flags(p, "alert_autoresolve_s", "detect_do_low_mg_l", "detect_standards_duration_s")
     p.set_defaults(func=_replay)
 
     p = sub.add_parser("eval", parents=[common],
@@ -58,7 +58,10 @@ def _replay(args: argparse.Namespace, cfg: Config) -> int:
     topo = load_topology(cfg.topology or None)
     t0 = time.perf_counter()
     try:
-        n, alerts = replay_file(args.input, args.out, topo, autoresolve_s=float(cfg.alert_autoresolve_s))
+        from rivermon.models.service import params_from_config
+
+        n, alerts = replay_file(args.input, args.out, topo, params_from_config(cfg),
+                                autoresolve_s=float(cfg.alert_autoresolve_s))
     except ReplayInputError as exc:
         print(f"rivermon replay: {args.input}: {exc}", file=sys.stderr)
         return 2

@@ -34,6 +34,7 @@ from rivermon.core.mqtt import connect_properties, make_client, parse_broker_url
 from rivermon.core.reading import parse_status, parse_topic, TopicError
 from rivermon.core.topology import Topology, load_topology
 from rivermon.models.engine import Engine, Event
+from rivermon.models.node import Params
 
 log = logging.getLogger("rivermon.detect")
 
@@ -55,6 +56,18 @@ def _nan_safe(o: Any) -> Any:
     if isinstance(o, (np.floating, np.integer)):
         return o.item()
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def params_from_config(cfg: Config) -> Params:
+    """Detector parameters: the defaults, with the settings an operator may change."""
+    from zoneinfo import ZoneInfo
+    from datetime import datetime
+
+    tz = datetime(2026, 1, 1, tzinfo=ZoneInfo(cfg.timezone)).utcoffset()
+    return Params(do_low_mg_l=float(cfg.detect_do_low_mg_l),
+                  standards_duration_s=float(cfg.detect_standards_duration_s),
+                  low_battery_v=float(cfg.detect_low_battery_v),
+                  tz_offset_s=tz.total_seconds() if tz is not None else 8 * 3600.0)
 
 
 def readings_by_node(items: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
@@ -84,7 +97,8 @@ class DetectService:
         self.var = Path(cfg.var)
         self.var.mkdir(parents=True, exist_ok=True)
         self.state_path = self.var / STATE_FILE
-        self.engine = Engine(self.topology, autoresolve_s=float(cfg.alert_autoresolve_s))
+        self.engine = Engine(self.topology, params_from_config(cfg),
+                             autoresolve_s=float(cfg.alert_autoresolve_s))
         self.resumed = self._resume()
         self.store = AlertStore(self.var / ALERTS_DB, tz=cfg.timezone)
         self.influx = InfluxClient(cfg.influx, cfg.influx_db)
