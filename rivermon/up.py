@@ -35,6 +35,7 @@ from rivermon.core.topology import load_topology
 log = logging.getLogger("rivermon.up")
 
 RESTART_DELAY_S = 2.0
+SIM_HISTORY_S = 15 * 60
 # `rivermon up` is the demo: one account per role so every view can be tried.
 DEMO_ACCOUNTS = (("admin", "admin"), ("operator", "operator"), ("cleaner", "cleaner"),
                  ("office", "viewer"))
@@ -203,7 +204,10 @@ class Stack:
                 argv += ["--notify-panel-url", self.web_url.rstrip("/")]
             children.append(Child("notify", argv, logs / "notify.log"))
         if not self.args.no_sim:
-            sim = ["sim", *common, "--speed", "1", "--truth", str(self.var / "sim-truth.jsonl")]
+            # Start a quarter of an hour back: the simulator catches up at once, so every
+            # segment shows values (and a short history) as soon as the panel opens.
+            sim = ["sim", *common, "--speed", "1", "--truth", str(self.var / "sim-truth.jsonl"),
+                   "--start", str(int(time.time()) - SIM_HISTORY_S)]
             if self.args.scenario:
                 sim += ["--scenario", self.args.scenario]
             children.append(Child("sim", sim, logs / "sim.log"))

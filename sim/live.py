@@ -354,7 +354,9 @@ class Pacer:
     def allowed(self) -> float:
         """The latest simulated time that may go out now."""
         now = time.time()
-        if self.speed <= 0:
+        if self.speed <= 0 or self.speed == 1:
+            # Real time publishes each reading as soon as its stamp is not in the future, so a
+            # run that starts in the past (or one interval before now) catches up at once.
             return now
         return min(now, self.start + (now - self.wall0) * self.speed)
 
