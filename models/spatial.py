@@ -170,6 +170,19 @@ class Spatial:
         first = known[0] if known else order[0]
         cl = self.cluster
         sticky = cl is not None and now - cl["until"] <= self.p.hold_s
+        if sticky and cl.get("exclude"):
+            # nodes still showing the earlier discharge are not part of this one
+            keep = {n: v for n, v in active.items() if n not in cl["exclude"] or n in cl["onsets"]}
+            active = keep or active
+            onset = {n: onset[n] for n in active}
+        fresh = self._upstream_newcomers(cl, active) if sticky else []
+        exclude = list(cl["onsets"]) if fresh else (cl.get("exclude", []) if sticky else [])
+        if fresh:
+            # a new signal upstream of a discharge already flowing down: a second discharge
+            sticky = False
+            active = {n: active[n] for n in fresh}
+            onset = {n: onset[n] for n in fresh}
+            first = min(fresh, key=lambda n: (onset[n], n))
         if sticky:
             # the same discharge keeps its name, outlets and onset while it lasts, even after
             # its first node has recovered and only nodes further on still show it
@@ -182,9 +195,11 @@ class Spatial:
         self.cluster = {"first": first, "onset": onset[first],
                         "until": max(until, cl["until"] if sticky else until),
                         "normal": cl["normal"] if sticky else None, "onsets": onset,
-                        "first_evidence": cl.get("first_evidence", {}) if sticky else {}}
+                        "first_evidence": cl.get("first_evidence", {}) if sticky else {},
+                        "exclude": exclude}
         order = sorted(onset, key=lambda n: (onset[n], n))
         reverse = self._reversed([n for n in order if n in self.sensors], onset)
+        self.cluster["reversed"] = reverse
         normal = [n for n in self.sensors if n not in active and alive(n, now) and not faulty(n, now)]
         if self.cluster.get("normal") is not None:
             normal = [n for n in self.cluster["normal"] if n not in active]  # as when it began
@@ -214,6 +229,14 @@ class Spatial:
             "first_evidence": self.cluster.get("first_evidence", {}),
         }
         return Finding("discharge", seg, first, onset[first], now, until, "critical", ev)
+
+    def _upstream_newcomers(self, cl: dict[str, Any], active: dict[str, dict[str, list]]) -> list[str]:
+        """Active nodes new to a discharge that flows normally and lie upstream of its first node."""
+        if len(cl.get("onsets", {})) < 2 or cl.get("reversed") or cl["first"] not in self.sensors:
+            return []
+        fp = _pos(self.sensors[cl["first"]])
+        return [n for n in active if n not in cl["onsets"] and n in self.sensors
+                and self.creek.is_downstream(_pos(self.sensors[n]), fp)]
 
     def _solid(self, active: dict[str, dict[str, list]]) -> bool:
         """Turbidity rose somewhere, or DO fell far beyond its usual spread."""
