@@ -43,6 +43,12 @@ def register_bench(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
     p.add_argument("--days", type=float, default=7.0, help="simulated days of 1-minute data per node")
     p.add_argument("--interval", type=float, default=60.0, help="sampling interval, seconds")
     p.set_defaults(func=_bench_replay)
+    p = sub.add_parser("detect", parents=[common],
+                       help="the live detector's throughput on _accepted batches against the ingestor's rate")
+    p.add_argument("--days", type=float, default=2.0, help="simulated days of data per node")
+    p.add_argument("--interval", type=float, default=60.0, help="sampling interval, seconds")
+    p.add_argument("--batch", type=int, default=100, help="readings per _accepted message")
+    p.set_defaults(func=_bench_detect)
 
 
 def _detect(args: argparse.Namespace, cfg: Config) -> int:
@@ -81,3 +87,9 @@ def _bench_replay(args: argparse.Namespace, cfg: Config) -> int:
     from rivermon.models.bench import bench_replay
 
     return bench_replay(args, cfg)
+
+
+def _bench_detect(args: argparse.Namespace, cfg: Config) -> int:
+    from rivermon.models.bench import bench_detect
+
+    return bench_detect(args, cfg)
