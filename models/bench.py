@@ -77,8 +77,7 @@ def bench_detect(args: argparse.Namespace, cfg: Config) -> int:
         t0 = time.perf_counter()
         for g0 in range(0, len(payloads), group):
             items = [r for pl in payloads[g0:g0 + group] for r in json.loads(pl)]
-            for node, (tt, cols) in readings_by_node(items).items():
-                eng.feed(creek.id, node, tt, cols)
+            eng.feed_many(creek.id, [(nd, tt, c) for nd, (tt, c) in readings_by_node(items).items()])
         rate = n / (time.perf_counter() - t0)
         print(f"  {label:28s} {rate:10,.0f} readings/s")
         ok = rate >= LIMIT_LIVE_READINGS_S

@@ -23,8 +23,8 @@ import numpy as np
 from rivermon.core.alerts import format_time
 from rivermon.core.reading import FIELD_RE
 from rivermon.core.topology import Topology
-from rivermon.models.engine import INTERNAL, Engine, episodes_sorted
-from rivermon.models.node import Params, Span
+from rivermon.models.engine import Engine, episodes_sorted
+from rivermon.models.node import Params
 from rivermon.models.tracker import Episode
 
 OUT_COLUMNS = ("start", "end", "node", "segment", "kind", "severity")
@@ -151,19 +151,6 @@ def _is_num(v: str) -> bool:
         return False
 
 
-CHOP_S = 300.0
-
-
-def _pieces(sp: Span) -> list[Span]:
-    """Cut a long water-signal span into the pieces the live service would have seen, so the
-    creek is judged as it evolves (replay processes each node's whole series at once)."""
-    if sp.kind not in INTERNAL or sp.last - sp.first <= CHOP_S:
-        return [sp]
-    edges = np.arange(sp.first, sp.last, CHOP_S).tolist() + [sp.last]
-    return [Span(sp.kind, sp.node, sp.onset, a, b, sp.severity, sp.field, sp.evidence)
-            for a, b in zip(edges[:-1], edges[1:])]
-
-
 def run(series: list[Series], topology: Topology | None, params: Params | None = None,
         autoresolve_s: float = 1800.0, engine: Engine | None = None) -> list[Episode]:
     """Replay series through the engine in time order; returns every episode, closed."""
@@ -181,16 +168,10 @@ def run(series: list[Series], topology: Topology | None, params: Params | None =
         return i > 0 and at - ts[i - 1] <= hold
 
     eng.alive_override = alive
-    pending = []
-    for s in series:
-        m = eng.node_model(s.creek, s.node)
-        for sp in m.process(s.t, s.cols):
-            for piece in _pieces(sp):
-                pending.append((piece.first, s.creek, piece))
-    pending.sort(key=lambda x: x[0])
     closed: list[Episode] = []
-    for _, creek, sp in pending:
-        closed += [ep for ep, ch in eng.route(creek, sp) if ch == "resolved"]
+    for creek in dict.fromkeys(s.creek for s in series):
+        spans = [sp for s in series if s.creek == creek for sp in eng.process(creek, s.node, s.t, s.cols)]
+        closed += [ep for ep, ch in eng.route_spans(creek, spans) if ch == "resolved"]
     end = max(float(s.t[-1]) for s in series if s.t.size)
     eng.alive_override = None
     closed += [ep for ep, ch in eng.tick(end) if ch == "resolved"]

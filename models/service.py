@@ -201,13 +201,12 @@ class DetectService:
 
     def feed_items(self, creek: str, items: list[dict[str, Any]]) -> list[Event]:
         """Accepted readings of one creek (any number of nodes) into the engine."""
-        events: list[Event] = []
-        for node, (t, cols) in readings_by_node(items).items():
+        groups = readings_by_node(items)
+        for node, (t, cols) in groups.items():
             self.stats["readings"] += int(t.size)
-            events += self.engine.feed(creek, node, t, cols)
             if t.size:
                 self._saw_data(float(t.max()))
-        return events
+        return self.engine.feed_many(creek, [(n, t, c) for n, (t, c) in groups.items()])
 
     def handle_many(self, messages: list[tuple[str, bytes]]) -> list[Event]:
         """Messages drained together: accepted readings merged per creek and fed once (the

@@ -129,3 +129,20 @@ def _wait(pred, svc, timeout: float = 20.0) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out; service log:\n{svc.log()}")
+
+
+def test_a_drained_inbox_gives_the_same_alerts(tmp_path, influx, broker_url, prefix, topology):
+    svc = DetectService(_cfg(tmp_path, influx, broker_url, prefix), topology)
+    try:
+        msgs = [(f"{prefix}/_accepted/huanglong", json.dumps(b).encode())
+                for b in _creek_batches(topology, 6, "ol-l3", 3.0)]
+        msgs.insert(5, (f"{prefix}/huanglong/hl7-s1/status", b'{"state": "online"}'))
+        msgs.insert(7, (f"{prefix}/_accepted/huanglong", b"not json"))
+        for i in range(0, len(msgs), 7):
+            svc.apply(svc.handle_many(msgs[i:i + 7]))
+        (d,) = svc.store.list(kind="discharge")
+        assert d.evidence["outlets"][0] == "ol-l3" and d.node == "hl3-s1"
+        assert svc.stats["bad_messages"] == 1
+        assert svc.stats["readings"] == 6 * 60 * 10
+    finally:
+        svc.shutdown()
