@@ -14,7 +14,7 @@ clients each poll ``GET /api/segments`` and a DO series of one segment, and prin
   ``--csv``, the simulator's own record of its stream) against what InfluxDB holds, counted per
   (node, ts); and duplicates (points stored more than once per node and ts).
 
-Not part of the test suite. Usage::
+The RSS samples are kept in ``{work}/rss.csv``. Not part of the test suite. Usage::
 
     .venv/bin/python bench/soak.py                  # 10 minutes
     .venv/bin/python bench/soak.py --minutes 3 --clients 20 --speed 10
@@ -269,6 +269,11 @@ def main() -> int:
                 raise SystemExit("the simulator overran its time; see " + str(sim.log))
             time.sleep(SAMPLE_S)
         wall = time.monotonic() - t_start
+        with open(work / "rss.csv", "w", newline="") as f:  # for a closer look at growth
+            w = csv.writer(f)
+            w.writerow(["process", "seconds", "rss_mb"])
+            for name, samples in rss.items():
+                w.writerows([name, round(el, 1), round(mb, 2)] for el, mb in samples)
         stop.set()
         for c in clients:
             c.join(30)

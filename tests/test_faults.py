@@ -253,7 +253,7 @@ def test_one_stream_survives_every_fault_in_turn(service, topology, prefix, tmp_
                    # 1 s of wall time is 4 simulated minutes here, as 60 s (the default) is
                    # one reading per node in real time: what a kill -9 may cost the model.
                    "--detect-state-interval-s", "1"]
-    pub = alerts = stream = None
+    pub = alerts = stream = ingest = detect = None
     survived: list[str] = []
     try:
         ingest = service(*ingest_args)
@@ -347,7 +347,7 @@ def test_one_stream_survives_every_fault_in_turn(service, topology, prefix, tmp_
             steps = stream.steps
             # An hour of simulated creek while the discharge goes on, seen by the new process.
             assert wait_until(lambda: stream.reached(steps + 60), 40)
-            total = checkpoint("kill -9 of the model", stream, influx)
+            checkpoint("kill -9 of the model", stream, influx)
             time.sleep(2)
             after = store.list(kind="discharge")
             assert [a.id for a in after] == [before.id], [a.to_event() for a in after]
@@ -382,6 +382,9 @@ def test_one_stream_survives_every_fault_in_turn(service, topology, prefix, tmp_
         for c in (alerts, pub):
             if c is not None:
                 c.close()
+        for svc in (detect, ingest):  # before their servers, so they stop quickly
+            if svc is not None:
+                svc.stop()
         influx.close()
         influxd.stop()
         broker.stop()
