@@ -343,7 +343,8 @@ def test_one_stream_survives_every_fault_in_turn(service, topology, prefix, tmp_
             time.sleep(1)
             detect = service(*detect_args)
             assert wait_until(lambda: "subscribed" in detect.log(), 30), detect.log()[-3000:]
-            assert '"resumed": true' in detect.log(), "the model did not resume its checkpoint"
+            assert wait_until(lambda: '"resumed": true' in detect.log(), 10), \
+                "the model did not resume its checkpoint:\n" + detect.log()[-3000:]
             steps = stream.steps
             # An hour of simulated creek while the discharge goes on, seen by the new process.
             assert wait_until(lambda: stream.reached(steps + 60), 40)
