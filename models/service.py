@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
 import signal
@@ -45,11 +46,25 @@ ALERTS_DB = "alerts.sqlite"
 def save_state(path: Path, state: dict[str, Any]) -> None:
     """Write the checkpoint atomically (a crash leaves the old one or the new one)."""
     tmp = path.with_suffix(".json.tmp")
+    try:
+        text = json.dumps(state, separators=(",", ":"), allow_nan=False, default=_nan_safe)
+    except ValueError:  # a NaN or infinity somewhere: stored as null rather than not at all
+        text = json.dumps(_finite(state), separators=(",", ":"), allow_nan=False, default=_nan_safe)
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(state, f, separators=(",", ":"), allow_nan=False, default=_nan_safe)
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _finite(o: Any) -> Any:
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
 
 
 def _nan_safe(o: Any) -> Any:
