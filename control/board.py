@@ -109,3 +109,11 @@ class DoBoard:
                   if self.node_do(n.id, now)[0] is not None]
         trends = [x for x in trends if x is not None]
         return min(trends) if trends else None
+
+    def downstream_do(self, segment: str, now: float) -> tuple[str, float] | None:
+        """(segment, DO) of the reach below ``segment`` under normal flow, when known."""
+        below = self.creek.segment(segment).downstream
+        if below is None:
+            return None
+        do, _ = self.segment_do(below, now)
+        return None if do is None else (below, do)

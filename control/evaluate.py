@@ -148,7 +148,7 @@ def simulate(policy: str, cfg: Config, *, scenario: str = "month", days: float =
             for c in ctls:
                 do, why = board.segment_do(c.segment, sim.t)
                 trend = board.segment_trend(c.segment, sim.t) if do is not None else None
-                for d in c.decide(sim.t, do, why, None, trend):
+                for d in c.decide(sim.t, do, why, None, trend, board.downstream_do(c.segment, sim.t)):
                     if d.changed:
                         sim.command(d.node, d.on, d.reason_text())
     h = interval / 3600.0

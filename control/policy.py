@@ -131,7 +131,8 @@ class SegmentController:
         self.switch: dict[str, _Switch] = {a.node: _Switch() for a in self.aerators}
 
     # -- the segment's demand --------------------------------------------------------------
-    def _demand(self, now: float, do: float, trend: float | None = None) -> tuple[bool, str, dict[str, str]]:
+    def _demand(self, now: float, do: float, trend: float | None = None,
+                downstream: tuple[str, float] | None = None) -> tuple[bool, str, dict[str, str]]:
         p, d = self.p, _num(do)
         if p.night.is_night(now):
             dusk, dawn = p.night.dusk_dawn(now)
@@ -144,6 +145,13 @@ class SegmentController:
             return True, "night", {
                 "zh": f"夜间（{span}）溶解氧 {d} mg/L 低于 {_num(limit)}，夜间曝气",
                 "en": f"night ({span}): DO {d} mg/L below {_num(limit)}, aerate overnight"}
+        if downstream is not None and downstream[1] < p.on_below_mg_l and do < p.night_comfort_mg_l:
+            # Water carries this reach's oxygen downstream: aerating here lifts the reach below.
+            seg, low = downstream[0], _num(downstream[1])
+            return True, "downstream_low", {
+                "zh": f"下游河段 {seg} 溶解氧 {low} mg/L 低于开启点 {_num(p.on_below_mg_l)}，本段曝气补氧",
+                "en": f"downstream segment {seg} DO {low} mg/L below the on point "
+                      f"{_num(p.on_below_mg_l)}: aerate here to supply it"}
         if do < p.on_below_mg_l:
             return True, "low_do", {
                 "zh": f"溶解氧 {d} mg/L 低于开启点 {_num(p.on_below_mg_l)}",
@@ -186,17 +194,19 @@ class SegmentController:
     # -- decisions -------------------------------------------------------------------------
     def decide(self, now: float, do_mg_l: float | None, unknown_why: str = "",
                overrides: Mapping[str, Override] | None = None,
-               trend_mg_l_h: float | None = None) -> list[Decision]:
+               trend_mg_l_h: float | None = None,
+               downstream: tuple[str, float] | None = None) -> list[Decision]:
         """One decision per aerator at ``now``; ``do_mg_l`` None means the segment's DO is unknown.
 
-        ``trend_mg_l_h`` is the segment's DO rate of change (negative: falling), when known.
+        ``trend_mg_l_h`` is the segment's DO rate of change (negative: falling), when known;
+        ``downstream`` is (segment, DO) of the reach below under normal flow, when known.
         """
         overrides = overrides or {}
         if do_mg_l is None:
             want, rule, reason = self._fallback(now, unknown_why)
             mode = "fallback"
         else:
-            want, rule, reason = self._demand(now, do_mg_l, trend_mg_l_h)
+            want, rule, reason = self._demand(now, do_mg_l, trend_mg_l_h, downstream)
             self.demand = want
             mode = "auto"
         out = []

@@ -223,7 +223,8 @@ class ControlService:
                 if do is None and grace and not any(n in ovs for n in (a.node for a in ctl.aerators)):
                     continue  # just started: give the first readings a moment before falling back
                 trend = cc.board.segment_trend(ctl.segment, now) if do is not None else None
-                for d in ctl.decide(now, do, why, ovs, trend):
+                downstream = cc.board.downstream_do(ctl.segment, now)
+                for d in ctl.decide(now, do, why, ovs, trend, downstream):
                     if d.changed:
                         if not self._command(cc, d, wall):
                             ctl.forget(d.node)  # not sent: decide (and log) it again next tick

@@ -79,9 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# `rivermon eval aeration ...` is the aeration controller's evaluation (control/evaluate.py),
+# registered as `control-eval`; `rivermon eval ...` without it scores the anomaly model.
+ALIASES = {("eval", "aeration"): ["control-eval"]}
+
+
+def _expand_aliases(argv: list[str]) -> list[str]:
+    for words, replacement in ALIASES.items():
+        if tuple(argv[:len(words)]) == words:
+            return [*replacement, *argv[len(words):]]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_expand_aliases(list(sys.argv[1:] if argv is None else argv)))
     try:
         cfg = config_from_args(args)
     except ConfigError as exc:

@@ -94,6 +94,15 @@ def test_fast_fall_switches_on_early_by_day():
     assert not controller().decide(t0, 5.6, "", None, -3.0)[0].on  # above the off point: no
 
 
+def test_a_low_reach_downstream_switches_this_reach_on_by_day():
+    t0 = local(11)
+    d = controller().decide(t0, 5.0, "", None, None, ("hl-4", 3.6))[0]
+    assert d.on and d.rule == "downstream_low" and "hl-4" in d.reason["en"] and "下游" in d.reason["zh"]
+    # a healthy reach below, or a comfortably high reach here, changes nothing
+    assert not controller().decide(t0, 5.0, "", None, None, ("hl-4", 5.0))[0].on
+    assert not controller().decide(t0, 6.5, "", None, None, ("hl-4", 3.6))[0].on
+
+
 def test_solar_night_for_foshan():
     clock = NightClock(TZ)
     dusk, dawn = clock.dusk_dawn(local(12))          # 1 July
