@@ -253,14 +253,18 @@ class Engine:
 
 
 CHOP_S = 300.0
+FINE_S = 30.0
 
 
 def pieces_of(sp: Span) -> list[Span]:
     """Cut a long water-signal span into 5-minute pieces, so the creek is judged as it evolves
     however the readings were batched (a replay hands over each node's whole series at once)."""
-    if sp.kind not in INTERNAL or sp.last - sp.first <= CHOP_S:
+    if sp.kind not in INTERNAL or sp.last - sp.first <= FINE_S:
         return [sp]
-    edges = np.arange(sp.first, sp.last, CHOP_S).tolist() + [sp.last]
+    # the first minutes finely: a new signal is confirmed (SpatialParams.confirm_s) as soon as a
+    # trickle of 1-minute readings would confirm it, not at the end of a 5-minute piece
+    fine = np.arange(sp.first, min(sp.last, sp.first + CHOP_S), FINE_S)
+    edges = fine.tolist() + np.arange(sp.first + CHOP_S, sp.last, CHOP_S).tolist() + [sp.last]
     return [Span(sp.kind, sp.node, sp.onset, a, b, sp.severity, sp.field, sp.evidence)
             for a, b in zip(edges[:-1], edges[1:])]
 
