@@ -18,7 +18,7 @@ from rivermon.core.config import Config
 from rivermon.models import baselines, datasets
 from rivermon.models.datasets import Dataset
 from rivermon.models.replay import run
-from rivermon.models.scoring import Alert, PointSet, Row, score
+from rivermon.models.scoring import Alert, PointSet, Row, began_with, score
 
 METHODS = ("model", "threshold", "robust-z")
 SIM_TARGETS = {"discharge": 0.9, "sensor_stuck": 0.9, "sensor_spike": 0.9, "node_offline": 0.9,
@@ -74,7 +74,7 @@ def _discharge_extra(ds: Dataset, alerts: list[Alert]) -> dict[str, Any]:
         if not hits:
             continue
         total += 1
-        first = min(hits, key=lambda a: a.detected)
+        first = min(began_with(ev, hits, ds.tolerance_s), key=lambda a: a.detected)
         if ev.outlet and (first.evidence.get("outlets") or [None])[0] == ev.outlet:
             named += 1
         if ev.first_arrival is not None:

@@ -138,7 +138,7 @@ def score(kind: str, method: str, events: list[Event], alerts: list[Alert], tol:
                 and _kind_ok(ev, a, generic or kind == "any")]
         if hits:
             caught += 1
-            first = min(a.detected for a in hits)
+            first = min(a.detected for a in began_with(ev, hits, tol))
             delays.append(max(0.0, first - ev.start))
     true_alerts = sum(1 for a in cand if any(_overlap(ev, a, tol) and _place_ok(ev, a, seg_of)
                                               for ev in evs))
@@ -146,6 +146,13 @@ def score(kind: str, method: str, events: list[Event], alerts: list[Alert], tol:
                                            for ev in events))
     pf1 = points.f1(evs, cand) if points is not None and evs else None
     return Row(kind, method, len(evs), caught, len(cand), true_alerts, pf1, delays, false, node_days)
+
+
+def began_with(ev: Event, hits: list[Alert], tol: float) -> list[Alert]:
+    """The hits that began with the event (not an earlier alert still running when it started),
+    or all of them when none did: its delay and its outlet are judged on those."""
+    own = [a for a in hits if a.start >= ev.start - tol]
+    return own or hits
 
 
 @dataclass
