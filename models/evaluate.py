@@ -64,7 +64,7 @@ def evaluate(ds: Dataset) -> dict[str, Any]:
 
 
 def _discharge_extra(ds: Dataset, alerts: list[Alert]) -> dict[str, Any]:
-    named = total = 0
+    named = named2 = total = 0
     arrival_delays = []
     for ev in ds.events:
         if ev.kind != "discharge" or not ev.scored:
@@ -75,11 +75,15 @@ def _discharge_extra(ds: Dataset, alerts: list[Alert]) -> dict[str, Any]:
             continue
         total += 1
         first = min(began_with(ev, hits, ds.tolerance_s), key=lambda a: a.detected)
-        if ev.outlet and (first.evidence.get("outlets") or [None])[0] == ev.outlet:
+        outs = first.evidence.get("outlets") or [None]
+        if ev.outlet and outs[0] == ev.outlet:
             named += 1
+        if ev.outlet and ev.outlet in (outs[:2] if first.evidence.get("outlet_ambiguous") else outs[:1]):
+            named2 += 1
         if ev.first_arrival is not None:
             arrival_delays.append(max(0.0, first.detected - ev.first_arrival))
-    return {"caught": total, "outlet_named": named, "arrival_delays": arrival_delays}
+    return {"caught": total, "outlet_named": named, "outlet_named_top2": named2,
+            "arrival_delays": arrival_delays}
 
 
 # ---- printing -------------------------------------------------------------------------------
@@ -108,7 +112,8 @@ def print_table(res: dict[str, Any], out=sys.stdout) -> None:
     if ex["caught"]:
         ad = sorted(ex["arrival_delays"])
         med = ad[len(ad) // 2] if ad else None
-        print(f"discharge: right outlet named first for {ex['outlet_named']}/{ex['caught']} caught; "
+        print(f"discharge: right outlet named first for {ex['outlet_named']}/{ex['caught']} caught, "
+              f"first or one of two (ambiguous) for {ex.get('outlet_named_top2', 0)}/{ex['caught']}; "
               f"median delay from first arrival at a sensor {_min(med)} min", file=out)
     print("model alert kinds: " + ", ".join(f"{k} {v}" for k, v in sorted(res["model_kinds"].items())),
           file=out)
@@ -146,8 +151,12 @@ def targets(results: list[dict[str, Any]]) -> list[tuple[str, str, bool | None]]
         events = _agg(sims, "discharge", "model").events
         if events:
             share = named / events
-            out.append(("sim right outlet named for >= 80 % of discharges",
+            out.append(("sim right outlet named (first) for >= 80 % of discharges",
                         f"{named}/{events} = {share:.0%}", share >= 0.8))
+            named2 = sum(r["extra"].get("outlet_named_top2", 0) for r in sims)
+            out.append(("sim right outlet named (first, or one of the two an alert names when it says "
+                        "two same-size outlets on one reach cannot be told apart) for >= 80 %",
+                        f"{named2}/{events} = {named2 / events:.0%}", named2 / events >= 0.8))
         ad = sorted(d for r in sims for d in r["extra"]["arrival_delays"])
         if ad:
             med = ad[len(ad) // 2]

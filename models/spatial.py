@@ -219,6 +219,9 @@ class Spatial:
             "first_node": first,
             "arrival": [[n, round(onset[n], 3)] for n in order],
             "outlets": [o.id for o in outlets],
+            # two candidates of the size the signal suggests, on the same reach: nothing in the
+            # readings tells them apart, so the alert names both
+            "outlet_ambiguous": len(outlets) >= 2 and outlets[0].size == outlets[1].size,
             "outlet_sizes": [o.size for o in outlets],
             "outlet_banks": [o.bank for o in outlets],
             "outlet_segments": [o.segment for o in outlets],

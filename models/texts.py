@@ -71,9 +71,16 @@ def _discharge(node: str, ev: dict[str, Any]) -> tuple[str, str]:
     if later:
         zh += f"；随后 {'、'.join(later)} 依次受影响"
         en += f"; then {', '.join(later)} in turn"
-    if outlets:
-        zh += f"；最可能的排污口：{'、'.join(outlets[:3])}"
-        en += f"; likely outlet: {', '.join(outlets[:3])}"
+    if outlets and ev.get("outlet_ambiguous"):
+        zh += f"；排污口为 {outlets[0]} 或 {outlets[1]}（同类、同一河段，读数无法区分）"
+        en += (f"; outlet {outlets[0]} or {outlets[1]} (same size, same reach: the readings cannot "
+               f"tell which)")
+    elif outlets:
+        zh += f"；最可能的排污口：{outlets[0]}"
+        en += f"; likely outlet: {outlets[0]}"
+        if len(outlets) > 1:
+            zh += f"（其次 {'、'.join(outlets[1:3])}）"
+            en += f" (then {', '.join(outlets[1:3])})"
     return zh, en
 
 

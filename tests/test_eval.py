@@ -77,4 +77,5 @@ def test_evaluate_prints_one_table_with_the_model_and_both_baselines(topology):
     assert res["extra"]["outlet_named"] == 1
     tg = {what: ok for what, _, ok in targets([res])}
     assert tg["sim discharge event F1 >= 0.9"] is True
-    assert tg["sim right outlet named for >= 80 % of discharges"] is True
+    assert tg["sim right outlet named (first) for >= 80 % of discharges"] is True
+    assert res["extra"]["outlet_named_top2"] == 1

@@ -276,3 +276,15 @@ def test_engine_state_round_trips_through_json(topology):
     other = Engine(topology)
     other.load_state(state)
     assert json.dumps(other.to_state(), sort_keys=True) == json.dumps(eng.to_state(), sort_keys=True)
+
+
+def test_discharge_sentence_names_two_outlets_only_when_they_cannot_be_told_apart():
+    from rivermon.models import texts
+    ev = {"first_evidence": {"turb": {"value": 80.0, "baseline": 12.0}}, "arrival": [["hl4-s1", 0.0]],
+          "upstream_normal": ["hl3-s2"], "outlets": ["ol-s6", "ol-s5"], "outlet_ambiguous": True}
+    s = texts.sentence("discharge", "hl4-s1", ev)
+    assert "ol-s6 or ol-s5" in s["en"] and "cannot tell which" in s["en"]
+    assert "ol-s6 或 ol-s5" in s["zh"]
+    ev["outlet_ambiguous"] = False
+    s = texts.sentence("discharge", "hl4-s1", ev)
+    assert "likely outlet: ol-s6 (then ol-s5)" in s["en"]
