@@ -171,11 +171,24 @@ class Spatial:
         cl = self.cluster
         sticky = cl is not None and now - cl["until"] <= self.p.hold_s
         if sticky and cl.get("exclude"):
-            # nodes still showing the earlier discharge are not part of this one
+            # nodes still showing the earlier discharge are not part of this one, nor are nodes
+            # its water reaches next (no quiet node between them and it)
+            quiet = self._quiet(cl, active, now, alive, faulty)
+            grown = True
+            while grown:
+                grown = False
+                for n in active:
+                    if n in self.sensors and n not in cl["onsets"] and n not in cl["exclude"] and any(
+                            e in self.sensors and not self._separated(n, e, quiet) for e in cl["exclude"]):
+                        cl["exclude"].append(n)
+                        grown = True
             keep = {n: v for n, v in active.items() if n not in cl["exclude"] or n in cl["onsets"]}
             active = keep or active
             onset = {n: onset[n] for n in active}
         fresh = self._upstream_newcomers(cl, active) if sticky else []
+        if sticky and not fresh and self._detached_newcomers(cl, active, now, alive, faulty):
+            # a turbidity rise cut off from the followed water: it and the other new nodes with it
+            fresh = [n for n in active if n not in cl["onsets"] and n not in cl.get("exclude", [])]
         exclude = list(cl["onsets"]) if fresh else (cl.get("exclude", []) if sticky else [])
         if fresh:
             # a new signal upstream of a discharge already flowing down: a second discharge
@@ -240,6 +253,35 @@ class Spatial:
         fp = _pos(self.sensors[cl["first"]])
         return [n for n in active if n not in cl["onsets"] and n in self.sensors
                 and self.creek.is_downstream(_pos(self.sensors[n]), fp)]
+
+    def _detached_newcomers(self, cl: dict[str, Any], active: dict[str, dict[str, list]], now: float,
+                            alive: Callable[[str, float], bool],
+                            faulty: Callable[[str, float], bool]) -> list[str]:
+        """New turbidity signals cut off from the followed discharge by quiet live nodes.
+
+        Turbidity is carried by the water: a plume cannot skip a working node on its way, so a
+        rise beyond such a node, in either direction, is another source (an outlet opening while
+        the tide's own water is being followed further down, say)."""
+        members = [n for n in cl.get("onsets", {}) if n in self.sensors]
+        if not members:
+            return []
+        quiet = self._quiet(cl, active, now, alive, faulty)
+        others = members + [e for e in cl.get("exclude", []) if e in self.sensors]
+        return [n for n, sigs in active.items()
+                if n not in cl["onsets"] and n in self.sensors and "turb" in sigs
+                and all(self._separated(n, c, quiet) for c in others)]
+
+    def _quiet(self, cl: dict[str, Any], active: dict[str, dict[str, list]], now: float,
+               alive: Callable[[str, float], bool], faulty: Callable[[str, float], bool]) -> list[str]:
+        """Live, working sensor nodes showing nothing."""
+        return [q for q in self.sensors if q not in active and q not in cl.get("onsets", {})
+                and alive(q, now) and not faulty(q, now)]
+
+    def _separated(self, a: str, b: str, quiet: list[str]) -> bool:
+        """Does a quiet node lie on the water's path between nodes ``a`` and ``b``?"""
+        pa, pb = _pos(self.sensors[a]), _pos(self.sensors[b])
+        return any(self._between(pa, _pos(self.sensors[q]), pb) or self._between(pb, _pos(self.sensors[q]), pa)
+                   for q in quiet)
 
     def _solid(self, active: dict[str, dict[str, list]]) -> bool:
         """Turbidity rose somewhere, or DO fell far beyond its usual spread."""

@@ -288,3 +288,21 @@ def test_discharge_sentence_names_two_outlets_only_when_they_cannot_be_told_apar
     ev["outlet_ambiguous"] = False
     s = texts.sentence("discharge", "hl4-s1", ev)
     assert "likely outlet: ol-s6 (then ol-s5)" in s["en"]
+
+
+def test_a_turbidity_rise_beyond_quiet_nodes_is_a_second_discharge(topology):
+    from rivermon.models.spatial import Spatial
+    sp = Spatial(topology.creeks[0])
+    alive = lambda n, t: True  # noqa: E731
+    faulty = lambda n, t: False  # noqa: E731
+    turb = {"field": "turbidity_ntu", "direction": "up", "value": 60.0, "baseline": 12.0, "z": 9.0}
+    # water followed at the downstream end (hl7-s1) ...
+    for t in range(0, 600, 30):
+        f = sp.observe("hl7-s1", "turb", 0.0, float(t), float(t + 30), turb, alive, faulty)
+    assert f and f[0].node == "hl7-s1"
+    # ... then a rise at hl3-s1 with hl4-s1, hl5-s1, hl6-s1 working and quiet in between
+    for t in range(600, 1200, 30):
+        sp.observe("hl7-s1", "turb", 0.0, float(t), float(t + 30), turb, alive, faulty)
+        f = sp.observe("hl3-s1", "turb", 590.0, float(t), float(t + 30), turb, alive, faulty)
+    assert f[0].kind == "discharge" and f[0].node == "hl3-s1"
+    assert "hl7-s1" not in [a[0] for a in f[0].evidence["arrival"]]
