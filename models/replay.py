@@ -78,7 +78,8 @@ def read_csv(src: TextIO, default_creek: str) -> list[Series]:
     if '"' in text:
         rows = list(csv.reader(io.StringIO(text)))
     else:  # the common, unquoted case: split in C, no per-row objects
-        rows = [ln.split(",") for ln in text.splitlines()[:1]]
+        nl = text.find("\n")
+        rows = [(text if nl < 0 else text[:nl]).rstrip("\r").split(",")] if text.strip() else []
     if not rows:
         raise ReplayInputError("the input is empty: expected a header with time,node,...")
     header = [h.strip() for h in rows[0]]
@@ -97,9 +98,10 @@ def read_csv(src: TextIO, default_creek: str) -> list[Series]:
                 raise ReplayInputError(f"line {i + 2}: {len(r)} cells, the header has {width}")
         colv = list(zip(*body)) if body else [()] * width
     else:
-        lines = [ln for ln in text.splitlines()[1:] if ln]
-        flat = ",".join(lines).split(",") if lines else []
-        if len(flat) != width * len(lines):
+        flat = _flat_cells(text, width)
+        if flat is None:  # blank lines or a ragged row: line by line, to say which
+            lines = [ln for ln in text.splitlines()[1:] if ln]
+            flat = ",".join(lines).split(",") if lines else []
             for i, ln in enumerate(lines):
                 if ln.count(",") != width - 1:
                     raise ReplayInputError(f"line {i + 2}: {ln.count(',') + 1} cells, the header has {width}")
@@ -133,6 +135,22 @@ def read_csv(src: TextIO, default_creek: str) -> list[Series]:
         creek, node = key.split("/", 1) if creeks is not None else (default_creek, key)
         out.append(Series(creek, node, t[grp], {h: v[grp] for h, v in values.items()}))
     return out
+
+
+def _flat_cells(text: str, width: int) -> list[str] | None:
+    """Every body cell in one C-level split, or None when the body needs the careful path
+    (blank lines, a ragged row)."""
+    nl = text.find("\n")
+    body = "" if nl < 0 else text[nl + 1:]
+    if "\r" in body:
+        body = body.replace("\r\n", "\n")
+    body = body.rstrip("\n")
+    if not body:
+        return []
+    if "\n\n" in body:
+        return None
+    flat = body.replace("\n", ",").split(",")
+    return flat if len(flat) == width * (body.count("\n") + 1) else None
 
 
 def _column(col: tuple[str, ...]) -> np.ndarray:
