@@ -649,9 +649,11 @@ def _profile_scalar(m: NodeModel, fs: dict[str, Any], t: float) -> float | None:
     fl = math.floor(hf)
     i0, w = int(fl) % PROFILE_BINS, hf - fl
     i1 = (i0 + 1) % PROFILE_BINS
-    if fs["prof_n"][i0] < p.profile_min_n or fs["prof_n"][i1] < p.profile_min_n:
+    pn, mn = fs["prof_n"], p.profile_min_n
+    if pn[i0] < mn or pn[i1] < mn:
         return None
-    return fs["prof_m"][i0] * (1 - w) + fs["prof_m"][i1] * w
+    pm = fs["prof_m"]
+    return pm[i0] * (1 - w) + pm[i1] * w
 
 
 def _close_field_bucket(m: NodeModel, fs: dict[str, Any], f: str, pr: F.FieldPrior) -> None:
@@ -696,15 +698,17 @@ def _close_field_bucket(m: NodeModel, fs: dict[str, Any], f: str, pr: F.FieldPri
         _learn_profile(m, fs, b, level, lr)
     fs["hist"] = (fs["hist"] + [[b, level]])[-p.history_buckets:]
     if d.size:
-        noise = _med(d)
+        ds = np.sort(d)  # one sort for the median, the 95th percentile and the resolution
+        k = ds.size // 2
+        noise = float(ds[k]) if ds.size % 2 else 0.5 * float(ds[k - 1] + ds[k])
         fs["noise"] = noise if fs["noise"] is None else fs["noise"] + lr * (noise - fs["noise"])
-        q95 = float(np.sort(d)[min(d.size - 1, int(0.95 * d.size))])
+        q95 = float(ds[min(ds.size - 1, int(0.95 * ds.size))])
         old95 = fs.get("step95")
         fs["step95"] = q95 if old95 is None else old95 + lr * (q95 - old95)
         fs["peq"] = peq if fs["peq"] is None else fs["peq"] + lr * (peq - fs["peq"])
-        nz = d[d > 0]
-        if nz.size:
-            r = float(nz.min())
+        i = int(np.searchsorted(ds, 0.0, side="right"))
+        if i < ds.size and not math.isnan(ds[i]):
+            r = float(ds[i])
             fs["res"] = r if fs["res"] is None else min(fs["res"], r)
 
 
