@@ -43,6 +43,10 @@ STATE_FILE = "model-state.json"
 ALERTS_DB = "alerts.sqlite"
 
 
+# Checkpoint before this many messages wait for their acknowledgement (under Mosquitto's
+# default max_inflight_messages of 20).
+ACK_WINDOW = 16
+
 def save_state(path: Path, state: dict[str, Any]) -> None:
     """Write the checkpoint atomically (a crash leaves the old one or the new one)."""
     tmp = path.with_suffix(".json.tmp")
@@ -119,6 +123,8 @@ class DetectService:
         self.influx = InfluxClient(cfg.influx, cfg.influx_db)
         self.pending_lines: list[str] = []
         self.inbox: queue.Queue = queue.Queue()
+        self.connection = 0
+        self.unacked: list[tuple[int, int, int]] = []  # (connection, mid, qos), in arrival order
         self.stop = threading.Event()
         self.client = None
         self.data_now: float | None = self.engine.now if self.engine.now != float("-inf") else None
@@ -140,7 +146,19 @@ class DetectService:
         return True
 
     def checkpoint(self) -> None:
+        """Save the state, then acknowledge every message whose effect it now holds."""
         save_state(self.state_path, self.engine.to_state())
+        pending, self.unacked = self.unacked, []
+        if self.client is None:
+            return
+        for connection, mid, qos in pending:
+            if qos > 0 and connection == self.connection:
+                self.client.ack(mid, qos)
+
+    def _take(self, item: tuple[str, bytes, tuple[int, int, int]]) -> tuple[str, bytes]:
+        topic, payload, ack = item
+        self.unacked.append(ack)
+        return topic, payload
 
     # -- clock -----------------------------------------------------------------------------
     def creek_now(self) -> float:
@@ -157,9 +175,13 @@ class DetectService:
     def connect(self) -> None:
         cfg = self.cfg
         v5 = protocol_of(cfg.mqtt_protocol) == 5
-        c = make_client(cfg.broker, cfg.detect_client_id, cfg.mqtt_protocol, clean=False)
+        # Manual acknowledgement: a message is acknowledged only once a checkpoint holds its
+        # effect, so after a kill -9 the broker redelivers what the saved state has not seen.
+        c = make_client(cfg.broker, cfg.detect_client_id, cfg.mqtt_protocol, clean=False,
+                        manual_ack=True)
         c.on_connect = self._on_connect
-        c.on_message = lambda cl, ud, msg: self.inbox.put((msg.topic, bytes(msg.payload)))
+        c.on_message = lambda cl, ud, msg: self.inbox.put(
+            (msg.topic, bytes(msg.payload), (self.connection, msg.mid, msg.qos)))
         c.reconnect_delay_set(1, 30)
         b = parse_broker_url(cfg.broker)
         if v5:
@@ -174,6 +196,9 @@ class DetectService:
         if getattr(reason_code, "is_failure", False):
             log.error("broker refused the connection: %s", reason_code)
             return
+        # Packet ids belong to one connection: older pending acks must never be sent on this one
+        # (the broker redelivers those messages itself).
+        self.connection += 1
         p = self.cfg.topic_prefix
         # re-subscribe on every (re)connect: a broker that lost the session forgets them
         client.subscribe([(f"{p}/_accepted/+", 1), (f"{p}/+/+/status", 1)])
@@ -312,11 +337,11 @@ class DetectService:
         try:
             while not self.stop.is_set():
                 try:
-                    batch = [self.inbox.get(timeout=0.2)]
+                    batch = [self._take(self.inbox.get(timeout=0.2))]
                     deadline = time.monotonic() + 0.5
                     while len(batch) < 500 and time.monotonic() < deadline:
                         try:
-                            batch.append(self.inbox.get_nowait())
+                            batch.append(self._take(self.inbox.get_nowait()))
                         except queue.Empty:
                             break
                     self.apply(self.handle_many(batch))
@@ -329,7 +354,9 @@ class DetectService:
                     self.apply(self.engine.tick(self.creek_now()))
                     self.flush_influx()
                     next_tick = mono + float(self.cfg.detect_tick_s)
-                if mono >= next_ckpt:
+                # Checkpoint on time, and before the unacknowledged messages fill the broker's
+                # in-flight window (Mosquitto's default is 20), so the stream never stalls.
+                if mono >= next_ckpt or len(self.unacked) >= ACK_WINDOW:
                     self.checkpoint()
                     next_ckpt = mono + float(self.cfg.detect_state_interval_s)
         finally:
@@ -340,7 +367,7 @@ class DetectService:
         # drain what already arrived so the checkpoint includes it
         while True:
             try:
-                topic, payload = self.inbox.get_nowait()
+                topic, payload = self._take(self.inbox.get_nowait())
             except queue.Empty:
                 break
             try:
@@ -350,7 +377,8 @@ class DetectService:
         self.checkpoint()
         log.info("model state saved", extra={"path": str(self.state_path), **self.stats})
         if self.client is not None:
-            self.client.loop_stop()
+            # disconnect first: the network loop sends the checkpoint's acks before the DISCONNECT
             self.client.disconnect()
+            self.client.loop_stop()
         self.store.close()
         self.influx.close()
