@@ -35,7 +35,7 @@ from rivermon.core.topology import load_topology
 log = logging.getLogger("rivermon.up")
 
 RESTART_DELAY_S = 2.0
-SIM_HISTORY_S = 15 * 60
+SIM_HISTORY_S = 24 * 3600
 # `rivermon up` is the demo: one account per role so every view can be tried.
 DEMO_ACCOUNTS = (("admin", "admin"), ("operator", "operator"), ("cleaner", "cleaner"),
                  ("office", "viewer"))
@@ -204,8 +204,9 @@ class Stack:
                 argv += ["--notify-panel-url", self.web_url.rstrip("/")]
             children.append(Child("notify", argv, logs / "notify.log"))
         if not self.args.no_sim:
-            # Start a quarter of an hour back: the simulator catches up at once, so every
-            # segment shows values (and a short history) as soon as the panel opens.
+            # Start a day back: the simulator catches up at once, so every segment shows values
+            # and a day of history as soon as the panel opens, and the model has learned each
+            # node's normal day (its warm-up is a few hours) before the live part begins.
             sim = ["sim", *common, "--speed", "1", "--truth", str(self.var / "sim-truth.jsonl"),
                    "--start", str(int(time.time()) - SIM_HISTORY_S)]
             if self.args.scenario:
