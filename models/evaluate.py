@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rivermon.core.config import Config
+from rivermon.core.progress import track
 from rivermon.models import baselines, datasets
 from rivermon.models.datasets import Dataset
 from rivermon.models.replay import run
@@ -226,7 +227,9 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
         [n.strip() for n in args.datasets.split(",") if n.strip()]
     results = []
     print(f"# rivermon eval (seed {args.seed})")
-    for ds in load(names, args):
+    loaded = load(names, args)
+    # a bar on a terminal, plain progress lines on stderr otherwise (the tables go to stdout)
+    for ds in track(loaded, total=len(loaded), desc="eval", unit="data sets"):
         res = evaluate(ds)
         print_table(res)
         results.append(res)

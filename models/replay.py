@@ -20,6 +20,7 @@ from typing import Iterable, TextIO
 
 import numpy as np
 
+from rivermon.core.progress import progress
 from rivermon.core.alerts import format_time
 from rivermon.core.reading import FIELD_RE
 from rivermon.core.topology import Topology
@@ -214,13 +215,18 @@ def replay_file(input_path: str | Path, out_path: str | Path, topology: Topology
     default_creek = topology.creeks[0].id if topology and topology.creeks else "creek"
     tz = topology.creeks[0].timezone if topology and topology.creeks else "UTC"
     p = Path(input_path)
-    try:
-        with open(p, newline="", encoding="utf-8") as f:
-            series = read_csv(f, default_creek)
-    except FileNotFoundError:
-        raise ReplayInputError(f"input file {p} does not exist") from None
-    eps = run(series, topology, params, autoresolve_s)
-    buf = io.StringIO()
-    n = write_alerts(eps, buf, tz)
-    Path(out_path).write_text(buf.getvalue(), encoding="utf-8")
+    # Three stages (read, detect, write): a bar on a terminal, plain lines on stderr otherwise.
+    with progress(total=3, desc="replay", unit="stages") as bar:
+        try:
+            with open(p, newline="", encoding="utf-8") as f:
+                series = read_csv(f, default_creek)
+        except FileNotFoundError:
+            raise ReplayInputError(f"input file {p} does not exist") from None
+        bar.update(1)
+        eps = run(series, topology, params, autoresolve_s)
+        bar.update(1)
+        buf = io.StringIO()
+        n = write_alerts(eps, buf, tz)
+        Path(out_path).write_text(buf.getvalue(), encoding="utf-8")
+        bar.update(1)
     return sum(int(s.t.size) for s in series), n
