@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rivermon.core.alerts import AlertStore, alert_line, publish_alert
+from rivermon.core.alerts import AlertPoints, AlertStore, publish_alert
 from rivermon.core.config import Config
-from rivermon.core.influx import InfluxClient, InfluxError
+from rivermon.core.influx import InfluxClient
 from rivermon.core.mqtt import make_client, parse_broker_url
 from rivermon.core.reading import TopicError, cmd_topic, parse_status, parse_topic
 from rivermon.core.topology import Creek, Topology, load_topology
@@ -70,7 +70,7 @@ class ControlService:
         self.store = ControlStore(self.var / DB_NAME)
         self.alerts = AlertStore(self.var / ALERTS_DB, tz=cfg.timezone)
         self.influx = InfluxClient(cfg.influx, cfg.influx_db)
-        self.pending_lines: list[str] = []
+        self.alert_points = AlertPoints(self.influx, cfg.timezone)
         self.inbox: queue.Queue = queue.Queue()
         self.stop = threading.Event()
         self.client: Any = None
@@ -304,18 +304,10 @@ class ControlService:
     def _emit(self, alert) -> None:
         if self.client is not None:
             publish_alert(self.client, self.cfg.topic_prefix, alert, self.cfg.timezone)
-        self.pending_lines.append(alert_line(alert, self.cfg.timezone))
+        self.alert_points.add(alert)
 
     def flush_influx(self) -> None:
-        if not self.pending_lines:
-            return
-        try:
-            self.influx.write_lines(self.pending_lines)
-            self.pending_lines = []
-        except InfluxError as exc:
-            # kept and retried on the next tick; the SQLite store has them anyway
-            log.warning("alerts not written to InfluxDB yet: %s", exc)
-            self.pending_lines = self.pending_lines[-10000:]
+        self.alert_points.flush()
 
     # -- main loop ---------------------------------------------------------------------------
     def run(self) -> int:

@@ -26,6 +26,7 @@ so several processes (the model service and the panel's workers) can share it sa
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -34,6 +35,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Literal
 from zoneinfo import ZoneInfo
+
+_log = logging.getLogger("rivermon.alerts")
 
 from rivermon.core.influx import ALERTS, line
 from rivermon.core.reading import alerts_topic
@@ -479,3 +482,37 @@ def _check_by(by: str) -> str:
     if len(by) > MAX_BY_CHARS:
         raise AlertError(f"`by` holds at most {MAX_BY_CHARS} characters, got {len(by)}")
     return by.strip()
+
+
+class AlertPoints:
+    """Alert points on their way to InfluxDB's ``alerts`` measurement, kept in order until written.
+
+    The SQLite store is the record of every alert; InfluxDB holds a copy for dashboards. While
+    InfluxDB is down or slow the points wait here, all of them (alert changes are few); a point
+    InfluxDB refuses as malformed (4xx) is logged with InfluxDB's reason and not retried.
+    """
+
+    def __init__(self, influx: Any, tz: str):
+        self.influx = influx
+        self.tz = tz
+        self.lines: list[str] = []
+
+    def add(self, alert: "Alert") -> None:
+        self.lines.append(alert_line(alert, self.tz))
+
+    def flush(self) -> bool:
+        """Write what waits; True when nothing is left waiting."""
+        if not self.lines:
+            return True
+        from rivermon.core.influx import InfluxError
+
+        try:
+            self.influx.write_lines(self.lines)
+        except InfluxError as exc:
+            if exc.retryable:
+                _log.warning("alerts not written to InfluxDB yet (%d waiting): %s", len(self.lines), exc)
+                return False
+            _log.error("InfluxDB refused alert points; they stay in the alert store: %s", exc,
+                       extra={"lines": self.lines[:20]})
+        self.lines = []
+        return True

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from rivermon.core.alerts import AlertStore, alert_line, publish_alert
+from rivermon.core.alerts import AlertPoints, AlertStore, publish_alert
 from rivermon.core.config import Config
 from rivermon.core.influx import InfluxClient, InfluxError
 from rivermon.core.mqtt import connect_properties, make_client, parse_broker_url, protocol_of
@@ -121,7 +121,7 @@ class DetectService:
         self.resumed = self._resume()
         self.store = AlertStore(self.var / ALERTS_DB, tz=cfg.timezone)
         self.influx = InfluxClient(cfg.influx, cfg.influx_db)
-        self.pending_lines: list[str] = []
+        self.alert_points = AlertPoints(self.influx, cfg.timezone)
         self.inbox: queue.Queue = queue.Queue()
         self.connection = 0
         self.unacked: list[tuple[int, int, int]] = []  # (connection, mid, qos), in arrival order
@@ -308,19 +308,11 @@ class DetectService:
     def _emit(self, alert) -> None:
         if self.client is not None:
             publish_alert(self.client, self.cfg.topic_prefix, alert, self.cfg.timezone)
-        self.pending_lines.append(alert_line(alert, self.cfg.timezone))
+        self.alert_points.add(alert)
         self.flush_influx()
 
     def flush_influx(self) -> None:
-        if not self.pending_lines:
-            return
-        try:
-            self.influx.write_lines(self.pending_lines)
-            self.pending_lines = []
-        except InfluxError as exc:
-            # kept and retried on the next change or tick; the SQLite store has them anyway
-            log.warning("alerts not written to InfluxDB yet: %s", exc)
-            self.pending_lines = self.pending_lines[-10000:]
+        self.alert_points.flush()
 
     # -- main loop -----------------------------------------------------------------------------
     def run(self) -> int:

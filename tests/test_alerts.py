@@ -184,3 +184,34 @@ def test_alert_line_and_publish(store, broker_url, prefix, collector, influx):
     msg = col.messages[0]
     assert msg.topic == f"{prefix}/huanglong/alerts" and msg.qos == 1
     assert json.loads(msg.payload)["id"] == a.id
+
+
+def test_alert_points_wait_while_influxdb_is_down_and_are_written_in_order_after(store, influx):
+    from rivermon.core.alerts import AlertPoints
+    from rivermon.core.influx import InfluxClient
+    from rivermon.core.servers import free_port
+
+    down = InfluxClient(f"http://127.0.0.1:{free_port()}", influx.database, timeout=1)
+    points = AlertPoints(down, "Asia/Shanghai")
+    first, _ = _open(store)
+    second = store.acknowledge(first.id, "cleaner-1", at=T0 + 60)
+    points.add(first)
+    points.add(second)
+    assert points.flush() is False and len(points.lines) == 2  # nothing dropped while down
+    down.close()
+    points.influx = influx
+    assert points.flush() is True and points.lines == []
+    rows = influx.rows('SELECT "id", "state" FROM "alerts"')
+    assert [r["state"] for r in rows] == ["acknowledged"]  # one point per alert start: the latest wins
+    assert rows[0]["id"] == first.id
+
+
+def test_alert_points_refused_as_malformed_are_not_retried_forever(store, influx_url):
+    from rivermon.core.alerts import AlertPoints
+    from rivermon.core.influx import InfluxClient
+
+    missing = InfluxClient(influx_url, "no_such_database_here")
+    points = AlertPoints(missing, "Asia/Shanghai")
+    points.add(_open(store)[0])
+    assert points.flush() is True and points.lines == []  # 404: logged, the alert store keeps it
+    missing.close()
