@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from rivermon.core.alerts import AlertPoints, AlertStore, publish_alert
+from rivermon.core.clock import DataClock
 from rivermon.core.config import Config
 from rivermon.core.influx import InfluxClient
 from rivermon.core.mqtt import make_client, parse_broker_url
@@ -74,8 +75,7 @@ class ControlService:
         self.inbox: queue.Queue = queue.Queue()
         self.stop = threading.Event()
         self.client: Any = None
-        self.data_now: float | None = None
-        self.wall_at_data = time.time()
+        self.clock = DataClock()
         self.started = time.time()
         self.link_down = False
         self.stats = {"messages": 0, "bad_messages": 0, "commands": 0, "faults": 0}
@@ -103,14 +103,7 @@ class ControlService:
 
     # -- clock -----------------------------------------------------------------------------
     def creek_now(self) -> float:
-        wall = time.time()
-        if self.data_now is None:
-            return wall
-        return self.data_now + (wall - self.wall_at_data)
-
-    def _saw_data(self, ts: float) -> None:
-        if self.data_now is None or ts > self.data_now:
-            self.data_now, self.wall_at_data = ts, time.time()
+        return self.clock.now()
 
     # -- MQTT --------------------------------------------------------------------------------
     def connect(self) -> None:
@@ -177,7 +170,7 @@ class ControlService:
             if not isinstance(ts, (int, float)) or isinstance(ts, bool):
                 continue
             node = r["node"]
-            self._saw_data(float(ts))
+            self.clock.saw(float(ts))
             do = r.get("do_mg_l")
             if isinstance(do, (int, float)) and not isinstance(do, bool):
                 cc.board.reading(node, float(ts), float(do))

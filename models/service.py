@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from rivermon.core.alerts import AlertPoints, AlertStore, publish_alert
+from rivermon.core.clock import DataClock
 from rivermon.core.config import Config
 from rivermon.core.influx import InfluxClient, InfluxError
 from rivermon.core.mqtt import connect_properties, make_client, parse_broker_url, protocol_of
@@ -127,8 +128,7 @@ class DetectService:
         self.unacked: list[tuple[int, int, int]] = []  # (connection, mid, qos), in arrival order
         self.stop = threading.Event()
         self.client = None
-        self.data_now: float | None = self.engine.now if self.engine.now != float("-inf") else None
-        self.wall_at_data = time.time()
+        self.clock = DataClock(self.engine.now if self.engine.now != float("-inf") else None)
         self.stats = {"readings": 0, "messages": 0, "bad_messages": 0, "alerts_opened": 0,
                       "alerts_resolved": 0}
 
@@ -162,14 +162,7 @@ class DetectService:
 
     # -- clock -----------------------------------------------------------------------------
     def creek_now(self) -> float:
-        wall = time.time()
-        if self.data_now is None:
-            return wall
-        return self.data_now + (wall - self.wall_at_data)
-
-    def _saw_data(self, ts: float) -> None:
-        if self.data_now is None or ts > self.data_now:
-            self.data_now, self.wall_at_data = ts, time.time()
+        return self.clock.now()
 
     # -- MQTT --------------------------------------------------------------------------------
     def connect(self) -> None:
@@ -245,7 +238,7 @@ class DetectService:
         for node, (t, cols) in groups.items():
             self.stats["readings"] += int(t.size)
             if t.size:
-                self._saw_data(float(t.max()))
+                self.clock.saw(float(t.max()))
         return self.engine.feed_many(creek, [(n, t, c) for n, (t, c) in groups.items()])
 
     def handle_many(self, messages: list[tuple[str, bytes]]) -> list[Event]:
