@@ -221,8 +221,9 @@ class Stack:
             rows = []
             for name, role in DEMO_ACCOUNTS:
                 password = secrets.token_urlsafe(9)
+                # `--password=` keeps a password that starts with "-" from reading as a flag
                 subprocess.run([sys.executable, "-m", "rivermon.cli", "user", "add", name,
-                                "--role", role, "--password", password, "--var", str(self.var)],
+                                "--role", role, f"--password={password}", "--var", str(self.var)],
                                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                 rows.append(f"{name}\t{role}\t{password}")
             path.write_text("\n".join(rows) + "\n")
