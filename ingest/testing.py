@@ -8,6 +8,8 @@ import time
 import uuid
 from typing import Any, Callable, Iterable
 
+import requests
+
 from rivermon.core.influx import InfluxClient
 from rivermon.core.mqtt import make_client, parse_broker_url
 
@@ -134,3 +136,27 @@ def assert_exactly_once(stored: Iterable[tuple[str, int]], sent: Iterable[tuple[
     assert not missing and not twice and not extra, (
         f"{len(missing)} missing (e.g. {sorted(missing)[:3]}), {len(twice)} twice "
         f"(e.g. {twice[:3]}), {len(extra)} unexpected, of {len(set(sent))} sent")
+
+
+def _get(url: str) -> requests.Response | None:
+    try:
+        return requests.get(url, timeout=2)
+    except requests.RequestException:
+        return None
+
+
+def readyz_ok(base: str) -> bool:
+    """The ingestor's /readyz answers 200 (ready to acknowledge)."""
+    r = _get(base + "/readyz")
+    return r is not None and r.status_code == 200
+
+
+def metric_value(base: str, name: str) -> float | None:
+    """One unlabelled value from the ingestor's /metrics, or None when it cannot be read."""
+    r = _get(base + "/metrics")
+    if r is None:
+        return None
+    for line in r.text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None

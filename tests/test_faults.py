@@ -33,13 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from rivermon.core import servers
 from rivermon.core.alerts import AlertStore
 from rivermon.core.influx import InfluxClient
 from rivermon.core.mqtt import make_client, parse_broker_url
 from rivermon.ingest.testing import Publisher, ingest_argv, telemetry_points, wait_until
+from rivermon.ingest.testing import metric_value as _metric, readyz_ok as _ready
 from rivermon.sim import read_truth
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
@@ -164,28 +164,6 @@ class AlertCollector:
 
 
 # ---- probes ---------------------------------------------------------------------------------------
-
-def _get(url: str) -> requests.Response | None:
-    try:
-        return requests.get(url, timeout=2)
-    except requests.RequestException:
-        return None
-
-
-def _ready(base: str) -> bool:
-    r = _get(base + "/readyz")
-    return r is not None and r.status_code == 200
-
-
-def _metric(base: str, name: str) -> float | None:
-    r = _get(base + "/metrics")
-    if r is None:
-        return None
-    for line in r.text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
-
 
 def _stored(influx: InfluxClient) -> list[tuple[str, int]] | None:
     try:

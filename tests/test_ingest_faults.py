@@ -10,39 +10,17 @@ from __future__ import annotations
 import time
 
 import pytest
-import requests
 
 from rivermon.core import servers
 from rivermon.core.influx import InfluxClient
 from rivermon.core.servers import free_port
+from rivermon.ingest.testing import metric_value as _metric, readyz_ok as _ready
 from rivermon.ingest.testing import (Publisher, Stream, assert_exactly_once, ingest_argv,
                                      telemetry_points, wait_until)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
 NODES = ["hl1-s1", "hl2-s1", "hl3-s1", "stray-7"]
-
-
-def _get(url: str) -> requests.Response | None:
-    try:
-        return requests.get(url, timeout=2)
-    except requests.RequestException:
-        return None
-
-
-def _ready(base: str) -> bool:
-    r = _get(base + "/readyz")
-    return r is not None and r.status_code == 200
-
-
-def _metric(base: str, name: str) -> float | None:
-    r = _get(base + "/metrics")
-    if r is None:
-        return None
-    for line in r.text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
 
 
 def _start(service, broker, influx_url, db, prefix, var, **settings):
