@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, TextIO
+from typing import BinaryIO, Iterable, TextIO
 
 import numpy as np
 
@@ -73,85 +73,236 @@ def _num(v: str) -> float:
     return float(v)
 
 
-def read_csv(src: TextIO, default_creek: str) -> list[Series]:
+def read_csv(src: TextIO | BinaryIO, default_creek: str) -> list[Series]:
     """Parse a replay CSV into per-node series (columns validated, values converted)."""
-    text = src.read()
-    if '"' in text:
-        rows = list(csv.reader(io.StringIO(text)))
-    else:  # the common, unquoted case: split in C, no per-row objects
-        nl = text.find("\n")
-        rows = [(text if nl < 0 else text[:nl]).rstrip("\r").split(",")] if text.strip() else []
-    if not rows:
-        raise ReplayInputError("the input is empty: expected a header with time,node,...")
-    header = [h.strip() for h in rows[0]]
-    for need in ("time", "node"):
-        if need not in header:
-            raise ReplayInputError(f"the header has no {need!r} column (it has: {', '.join(header)})")
-    fields = [h for h in header if h not in ("time", "node", "creek")]
-    for h in fields:
-        if not FIELD_RE.match(h):
-            raise ReplayInputError(f"column {h!r} is not a measurement name ([a-z][a-z0-9_]{{0,63}})")
+    data = src.read()
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    header = _header(data)
     width = len(header)
-    if '"' in text:
-        body = rows[1:]
-        for i, r in enumerate(body):
-            if len(r) != width:
-                raise ReplayInputError(f"line {i + 2}: {len(r)} cells, the header has {width}")
-        colv = list(zip(*body)) if body else [()] * width
-    else:
-        flat = _flat_cells(text, width)
-        if flat is None:  # blank lines or a ragged row: line by line, to say which
-            lines = [ln for ln in text.splitlines()[1:] if ln]
-            flat = ",".join(lines).split(",") if lines else []
-            for i, ln in enumerate(lines):
-                if ln.count(",") != width - 1:
-                    raise ReplayInputError(f"line {i + 2}: {ln.count(',') + 1} cells, the header has {width}")
-        colv = [flat[i::width] for i in range(width)]
-    if not colv[0]:
-        return []
     idx = {h: i for i, h in enumerate(header)}
-    tcol = colv[idx["time"]]
-    try:
-        t = np.fromiter(map(float, tcol), dtype=float, count=len(tcol))
-    except ValueError:
-        t = np.array([parse_time(v, i + 2) for i, v in enumerate(tcol)], dtype=float)
-    nodes = np.array(colv[idx["node"]])
-    creeks = np.array(colv[idx["creek"]]) if "creek" in idx else None
-    values: dict[str, np.ndarray] = {}
-    for h in fields:
-        col = colv[idx[h]]
-        try:
-            values[h] = _column(col)
-        except ValueError:
-            bad = next(i for i, v in enumerate(col) if not _is_num(v))
-            raise ReplayInputError(f"line {bad + 2}: {h} {col[bad][:40]!r} is not a number") from None
-    keys = nodes if creeks is None else np.char.add(np.char.add(creeks, "/"), nodes)
-    uniq, inv = np.unique(keys, return_inverse=True)
+    fields = [h for h in header if h not in ("time", "node", "creek")]
+    cells = None if b'"' in data else _Cells.parse(data, width)
+    if cells is None:  # quoted cells, blank lines or a ragged row: the careful path
+        colv = _careful_columns(data.decode("utf-8"), width)
+        if not colv[0]:
+            return []
+        t = _time_column(colv[idx["time"]])
+        nodes = np.array(colv[idx["node"]])
+        creeks = np.array(colv[idx["creek"]]) if "creek" in idx else None
+        values = {h: _checked_column(h, colv[idx[h]]) for h in fields}
+        keys = nodes if creeks is None else np.char.add(np.char.add(creeks, "/"), nodes)
+        uniq, inv = np.unique(keys, return_inverse=True)
+        names = [str(k) for k in uniq]
+    else:
+        if cells.rows == 0:
+            return []
+        t = cells.times(idx["time"])
+        values = {h: cells.numbers(idx[h], h) for h in fields}
+        names, inv = cells.keys(idx["node"], idx.get("creek"))
     order = np.lexsort((t, inv))
-    inv_s = inv[order]
-    cuts = np.flatnonzero(np.diff(inv_s)) + 1
+    cuts = np.flatnonzero(np.diff(inv[order])) + 1
     out = []
     for grp in np.split(order, cuts):
-        key = str(keys[grp[0]])
-        creek, node = key.split("/", 1) if creeks is not None else (default_creek, key)
+        key = names[inv[grp[0]]]
+        creek, node = key.split("/", 1) if "creek" in idx else (default_creek, key)
         out.append(Series(creek, node, t[grp], {h: v[grp] for h, v in values.items()}))
     return out
 
 
-def _flat_cells(text: str, width: int) -> list[str] | None:
-    """Every body cell in one C-level split, or None when the body needs the careful path
-    (blank lines, a ragged row)."""
-    nl = text.find("\n")
-    body = "" if nl < 0 else text[nl + 1:]
-    if "\r" in body:
-        body = body.replace("\r\n", "\n")
-    body = body.rstrip("\n")
-    if not body:
-        return []
-    if "\n\n" in body:
-        return None
-    flat = body.replace("\n", ",").split(",")
-    return flat if len(flat) == width * (body.count("\n") + 1) else None
+def _header(data: bytes) -> list[str]:
+    """The validated header row."""
+    if not data.strip():
+        raise ReplayInputError("the input is empty: expected a header with time,node,...")
+    nl = data.find(b"\n")
+    line = (data if nl < 0 else data[:nl]).decode("utf-8")
+    row = next(csv.reader([line])) if '"' in line else line.rstrip("\r").split(",")
+    header = [h.strip() for h in row]
+    for need in ("time", "node"):
+        if need not in header:
+            raise ReplayInputError(f"the header has no {need!r} column (it has: {', '.join(header)})")
+    for h in header:
+        if h not in ("time", "node", "creek") and not FIELD_RE.match(h):
+            raise ReplayInputError(f"column {h!r} is not a measurement name ([a-z][a-z0-9_]{{0,63}})")
+    return header
+
+
+def _careful_columns(text: str, width: int) -> list[list[str]]:
+    """Columns of cells through the csv module (quoted cells) or line by line (blank lines, a
+    ragged row: says which line)."""
+    if '"' in text:
+        body = list(csv.reader(io.StringIO(text)))[1:]
+        for i, r in enumerate(body):
+            if len(r) != width:
+                raise ReplayInputError(f"line {i + 2}: {len(r)} cells, the header has {width}")
+        return [list(c) for c in zip(*body)] if body else [[] for _ in range(width)]
+    lines = [ln for ln in text.splitlines()[1:] if ln]
+    for i, ln in enumerate(lines):
+        if ln.count(",") != width - 1:
+            raise ReplayInputError(f"line {i + 2}: {ln.count(',') + 1} cells, the header has {width}")
+    flat = ",".join(lines).split(",") if lines else []
+    return [flat[i::width] for i in range(width)]
+
+
+def _time_column(col: list[str]) -> np.ndarray:
+    try:
+        return np.fromiter(map(float, col), dtype=float, count=len(col))
+    except ValueError:
+        return np.array([parse_time(v, i + 2) for i, v in enumerate(col)], dtype=float)
+
+
+def _checked_column(h: str, col: list[str]) -> np.ndarray:
+    try:
+        return _column(col)
+    except ValueError:
+        bad = next(i for i, v in enumerate(col) if not _is_num(v))
+        raise ReplayInputError(f"line {bad + 2}: {h} {col[bad][:40]!r} is not a number") from None
+
+
+# Cell kinds found by the scan.
+_NUMBER, _EMPTY, _BOOL, _OTHER = 0, 1, 2, 3
+_BLOCK = (1 << 20) - 1  # bytes scanned at once: the per-cell counts are packed in 20 bits
+_P10U = 10 ** np.arange(20, dtype=np.uint64)
+_P10F = 10.0 ** np.arange(23)
+_MASK = (1 << 20) - 1
+_CODE = np.zeros(256, np.int64)  # what each byte adds to the packed counts
+_CODE[48:58] = 1
+_CODE[46] = 1 << 20
+_CODE[[43, 45]] = 1 << 40
+
+
+class _Cells:
+    """The body of an unquoted CSV scanned at numpy speed: where every cell starts and ends, and
+    the value of every plain decimal (``[+-]digits[.digits]``, at most 15 digits), empty and
+    ``true``/``false`` cell. Python's float() per cell was most of a replay's parsing time; a
+    plain decimal m / 10**k with m < 2**53 is exactly what float() gives (one correctly rounded
+    division), and any other cell is left to Python as before."""
+
+    def __init__(self, body: bytes, width: int, start: np.ndarray, end: np.ndarray,
+                 value: np.ndarray, kind: np.ndarray):
+        self.body, self.width = body, width
+        self.start, self.end, self.value, self.kind = start, end, value, kind
+        self.rows = start.size // width
+
+    @classmethod
+    def parse(cls, data: bytes, width: int) -> "_Cells | None":
+        """None when the body needs the careful path (blank lines, a ragged row)."""
+        nl = data.find(b"\n")
+        body = b"" if nl < 0 else data[nl + 1:]
+        if b"\r" in body:
+            body = body.replace(b"\r\n", b"\n")
+        body = body.rstrip(b"\n")
+        if not body:
+            e = np.empty(0, np.int64)
+            return cls(b"", width, e, e, np.empty(0), e)
+        if b"\n\n" in body:
+            return None
+        body += b"\n"
+        parts = []
+        a = 0
+        while a < len(body):
+            b = len(body) if len(body) - a <= _BLOCK else body.rfind(b"\n", a, a + _BLOCK) + 1
+            if b <= a:
+                return None  # a line longer than a block: not a replay CSV worth a fast path
+            parts.append(_scan(np.frombuffer(body, np.uint8, b - a, a), a))
+            a = b
+        start, end, value, kind = (np.concatenate(p) for p in zip(*parts))
+        rows = body.count(b"\n")
+        if start.size != rows * width or not (np.frombuffer(body, np.uint8)[end[width - 1::width]] == 10).all():
+            return None
+        return cls(body, width, start, end, value, kind)
+
+    def times(self, j: int) -> np.ndarray:
+        """The time column: numbers as they are, anything else through parse_time."""
+        t = self.value[j::self.width].copy()
+        for i in np.flatnonzero(self.kind[j::self.width] != _NUMBER).tolist():
+            t[i] = parse_time(self._text(i * self.width + j), i + 2)
+        return t
+
+    def numbers(self, j: int, name: str) -> np.ndarray:
+        """A measurement column: empty cells NaN, true/false 1/0, anything else through _num."""
+        v = self.value[j::self.width].copy()
+        for i in np.flatnonzero(self.kind[j::self.width] == _OTHER).tolist():
+            cell = self._text(i * self.width + j)
+            try:
+                v[i] = _num(cell)
+            except ValueError:
+                raise ReplayInputError(f"line {i + 2}: {name} {cell[:40]!r} is not a number") from None
+        return v
+
+    def keys(self, node: int, creek: int | None) -> tuple[list[str], np.ndarray]:
+        """The distinct node keys (``creek/node`` with a creek column), sorted, and each row's."""
+        keys = self._bytes(node)
+        if creek is not None:
+            keys = np.char.add(np.char.add(self._bytes(creek), b"/"), keys)
+        uniq, inv = np.unique(keys, return_inverse=True)
+        return [k.decode("utf-8") for k in uniq.tolist()], inv
+
+    def _text(self, c: int) -> str:
+        return self.body[int(self.start[c]):int(self.end[c])].decode("utf-8")
+
+    def _bytes(self, j: int) -> np.ndarray:
+        """Column ``j`` as a fixed-width bytes array, gathered without a Python object per cell."""
+        s, e = self.start[j::self.width], self.end[j::self.width]
+        n = e - s
+        w = int(n.max()) if n.size else 0
+        if w > 64:
+            return np.array([self.body[a:b] for a, b in zip(s.tolist(), e.tolist())])
+        w = max(w, 1)
+        buf = np.frombuffer(self.body, np.uint8)
+        pos = np.minimum(s[:, None] + np.arange(w), buf.size - 1)
+        chars = np.where(np.arange(w) < n[:, None], buf[pos], 0).astype(np.uint8)
+        return chars.view(f"S{w}").ravel()
+
+
+def _scan(u: np.ndarray, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cells of one block (whole lines, ending with a newline): start, end (absolute offsets),
+    value and kind. Digit, dot and sign counts share one cumulative sum, 20 bits each."""
+    end = np.flatnonzero((u == 44) | (u == 10))
+    start = np.empty_like(end)
+    start[0] = 0
+    start[1:] = end[:-1] + 1
+    c = np.cumsum(_CODE[u])  # c[j]: counts up to and including byte j
+    ce = c[end]  # a delimiter counts nothing: ce is also the count before the next cell
+    cs = np.empty_like(ce)
+    cs[0] = 0
+    cs[1:] = ce[:-1]
+    diff = ce - cs
+    ndig, ndot, nsg = diff & _MASK, (diff >> 20) & _MASK, diff >> 40
+    length = end - start
+    first = u[start]
+    neg = first == 45
+    simple = ((ndig >= 1) & (ndig <= 15) & (ndot <= 1) & (length == ndig + ndot + nsg)
+              & ((nsg == 0) | ((nsg == 1) & (neg | (first == 43)))))
+    dend, dstart = ce & _MASK, cs & _MASK  # digits before the cell's end and start
+    isd = u - np.uint8(48) < 10  # wraps below '0': only digits are < 10
+    digits = u[isd].astype(np.uint64) - np.uint64(48)
+    # each digit times 10 to the number of digits after it in its cell (capped: a cell with
+    # more digits is not simple; uint64 wraps, and differences of the running sum stay exact)
+    after = np.repeat(dend - 1, ndig) - np.arange(digits.size)
+    run = np.zeros(digits.size + 1, np.uint64)
+    np.cumsum(digits * _P10U[np.minimum(after, 19)], out=run[1:])
+    mant = run[dend] - run[dstart]
+    # digits after the dot: a cell's dot is the one numbered (dots before the cell)
+    jdot = np.flatnonzero(u == 46)
+    frac = np.zeros(end.size, np.int64)
+    if jdot.size:
+        has = ndot >= 1
+        k = (cs[has] >> 20) & _MASK
+        frac[has] = dend[has] - (c[jdot[k]] & _MASK)
+    value = mant.astype(float) / _P10F[np.minimum(frac, 22)]
+    np.negative(value, out=value, where=neg)
+    kind = np.where(simple, _NUMBER, _OTHER)
+    kind[length == 0] = _EMPTY
+    value[~simple] = np.nan
+    for word, v in ((b"true", 1.0), (b"false", 0.0)):
+        cand = np.flatnonzero(length == len(word))
+        hit = np.ones(cand.size, bool)
+        for i, ch in enumerate(word):
+            hit &= u[start[cand] + i] == ch
+        kind[cand[hit]] = _BOOL
+        value[cand[hit]] = v
+    return start + offset, end + offset, value, kind
 
 
 def _column(col: tuple[str, ...]) -> np.ndarray:
@@ -218,7 +369,7 @@ def replay_file(input_path: str | Path, out_path: str | Path, topology: Topology
     # Three stages (read, detect, write): a bar on a terminal, plain lines on stderr otherwise.
     with progress(total=3, desc="replay", unit="stages") as bar:
         try:
-            with open(p, newline="", encoding="utf-8") as f:
+            with open(p, "rb") as f:
                 series = read_csv(f, default_creek)
         except FileNotFoundError:
             raise ReplayInputError(f"input file {p} does not exist") from None
