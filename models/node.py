@@ -331,11 +331,16 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
     noise = np.full(n, np.nan)
     need = np.empty(n)
     pdelta = np.zeros(n)
-    for b, i0, i1 in segs:
+    # the hours that both open and close in this chunk are summarised at once (numpy), and
+    # what the loop looks up for them is handed to their closing instead of looked up again
+    pre = _hour_stats(yv, xx, segs)
+    closing: dict[int, tuple] = {}
+    for k, (b, i0, i1) in enumerate(segs):
         if fs["cur"] is not None and b != fs["cur"]:
-            _close_field_bucket(m, fs, f, pr)
+            _close_field_bucket(m, fs, f, pr, *closing.pop(k - 1, ()))
         fs["cur"] = b
         r, tr = _reference(m, fs, b)
+        base = None
         if r is not None:
             ref[i0:i1], tref[i0:i1] = r, tr
             # the daily pattern as known before this bucket (not after the whole chunk); within
@@ -361,8 +366,11 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
         need[i0:i1] = _stuck_need(p, fs["peq"], pr.noise is not None)
         if pr.noise is None and tt[i1 - 1] - tt[i0] >= 0:
             need[i0:i1] = max(need[i0], 2 * p.stuck_min_n)
-        fs["bx"].extend(xx[i0:i1].tolist())
-        fs["bt"].extend(tt[i0:i1].tolist())
+        if k in pre:
+            closing[k] = (pre[k], (r, tr, base, s))
+        else:
+            fs["bx"].extend(xx[i0:i1].tolist())
+            fs["bt"].extend(tt[i0:i1].tolist())
     for b, level in fs.pop("_out", []):
         end = (b + 1) * p.bucket_s - p.tz_offset_s
         spans.append(Span("level", m.node, end - p.bucket_s, end, end, "info", f,
@@ -656,60 +664,142 @@ def _profile_scalar(m: NodeModel, fs: dict[str, Any], t: float) -> float | None:
     return pm[i0] * (1 - w) + pm[i1] * w
 
 
-def _close_field_bucket(m: NodeModel, fs: dict[str, Any], f: str, pr: F.FieldPrior) -> None:
-    """Learn from the bucket that just closed, unless the bucket itself was anomalous."""
+def _close_field_bucket(m: NodeModel, fs: dict[str, Any], f: str, pr: F.FieldPrior,
+                        stats: HourStats | None = None, looked_up: tuple | None = None) -> None:
+    """Learn from the bucket that just closed, unless the bucket itself was anomalous.
+
+    ``stats`` are the bucket's statistics when :func:`_hour_stats` already has them (its
+    readings are then not kept in ``fs["bx"]``); ``looked_up`` is (reference, its time, the
+    profile there, scale) as the scoring of the bucket found them, which closing it has not
+    changed.
+    """
     p = m.params
     b, lr = fs["cur"], p.learn_rate
-    bx = np.asarray(fs["bx"], float)
-    fs["bx"], fs["bt"] = [], []
-    if bx.size == 0:
-        return
-    # steps include the one from the last reading of the previous bucket, so hourly (or
-    # slower) sampling still learns its noise
-    prev = fs.get("last_x")
-    fs["last_x"] = float(bx[-1])
-    yv = np.log1p(np.maximum(bx, 0.0)) if pr.log else bx
-    level = _med(yv)
+    if stats is None:
+        bx = np.asarray(fs["bx"], float)
+        fs["bx"], fs["bt"] = [], []
+        if bx.size == 0:
+            return
+        stats = _one_hour_stats(bx, fs.get("last_x"), pr.log)
+    fs["last_x"] = stats.last
+    level = stats.level
     if f in LEVEL_FIELDS:
         fs.setdefault("_out", []).append([b, level])
-    d = np.abs(np.diff(bx if prev is None else np.concatenate([[prev], bx])))
-    if d.size == 0:
+    if stats.steps == 0:
         _learn_profile(m, fs, b, level, lr)
         fs["hist"] = (fs["hist"] + [[b, level]])[-p.history_buckets:]
         return
-    peq = float(np.count_nonzero(d == 0)) / d.size
+    peq = stats.peq
     if fs["peq"] is not None and fs["peq"] < 0.3 and peq > 0.6:
         return  # a flat bucket in a field that normally moves: a stuck probe, not a lesson
-    ref, tref = _reference(m, fs, b)
-    spread = 1.4826 * _med(np.abs(yv - level))
-    scale = _scale(m, fs, pr)
+    if looked_up is None:
+        ref, tref = _reference(m, fs, b)
+        pb = _profile_scalar(m, fs, tref) if ref is not None else None
+        scale = _scale(m, fs, pr)
+    else:
+        ref, tref, pb, scale = looked_up
     if ref is not None:
         mid = (b + 0.5) * p.bucket_s - p.tz_offset_s
-        pa, pb = _profile_scalar(m, fs, mid), _profile_scalar(m, fs, tref)
+        pa = _profile_scalar(m, fs, mid)
         dev_b = level - ref - ((pa - pb) if pa is not None and pb is not None else 0.0)
         odd = bool(scale and abs(dev_b) > p.z_on * scale)
         _learn_profile(m, fs, b, level, lr, odd)
         if odd:
             return  # the bucket departs from normal: do not learn the anomaly as normal
+        spread = stats.spread
         s = math.sqrt(dev_b * dev_b + spread * spread)
         fs["scale"] = s if fs["scale"] is None else fs["scale"] + lr * (s - fs["scale"])
         fs["scale_n"] += 1
     else:
         _learn_profile(m, fs, b, level, lr)
     fs["hist"] = (fs["hist"] + [[b, level]])[-p.history_buckets:]
-    if d.size:
-        ds = np.sort(d)  # one sort for the median, the 95th percentile and the resolution
-        k = ds.size // 2
-        noise = float(ds[k]) if ds.size % 2 else 0.5 * float(ds[k - 1] + ds[k])
-        fs["noise"] = noise if fs["noise"] is None else fs["noise"] + lr * (noise - fs["noise"])
-        q95 = float(ds[min(ds.size - 1, int(0.95 * ds.size))])
-        old95 = fs.get("step95")
-        fs["step95"] = q95 if old95 is None else old95 + lr * (q95 - old95)
-        fs["peq"] = peq if fs["peq"] is None else fs["peq"] + lr * (peq - fs["peq"])
-        i = int(np.searchsorted(ds, 0.0, side="right"))
-        if i < ds.size and not math.isnan(ds[i]):
-            r = float(ds[i])
-            fs["res"] = r if fs["res"] is None else min(fs["res"], r)
+    noise = stats.noise
+    fs["noise"] = noise if fs["noise"] is None else fs["noise"] + lr * (noise - fs["noise"])
+    q95 = stats.q95
+    old95 = fs.get("step95")
+    fs["step95"] = q95 if old95 is None else old95 + lr * (q95 - old95)
+    fs["peq"] = peq if fs["peq"] is None else fs["peq"] + lr * (peq - fs["peq"])
+    if stats.res is not None:
+        fs["res"] = stats.res if fs["res"] is None else min(fs["res"], stats.res)
+
+
+@dataclass
+class HourStats:
+    """What a closing bucket teaches, from its readings alone: the median level (of the log for
+    log-scaled fields), the spread around it (MAD), and its steps (from the reading before the
+    bucket, so hourly or slower sampling still learns its noise): how many, their median and
+    95th percentile, the share of zero steps and the smallest nonzero one (the resolution)."""
+
+    last: float
+    level: float
+    spread: float
+    steps: int
+    peq: float = 0.0
+    noise: float = 0.0
+    q95: float = 0.0
+    res: float | None = None
+
+
+def _one_hour_stats(bx: np.ndarray, prev: float | None, log: bool) -> HourStats:
+    yv = np.log1p(np.maximum(bx, 0.0)) if log else bx
+    level = _med(yv)
+    spread = 1.4826 * _med(np.abs(yv - level))
+    d = np.abs(np.diff(bx if prev is None else np.concatenate([[prev], bx])))
+    if d.size == 0:
+        return HourStats(float(bx[-1]), level, spread, 0)
+    ds = np.sort(d)  # one sort for the median, the 95th percentile and the resolution
+    k = ds.size // 2
+    noise = float(ds[k]) if ds.size % 2 else 0.5 * float(ds[k - 1] + ds[k])
+    i = int(np.searchsorted(ds, 0.0, side="right"))
+    res = float(ds[i]) if i < ds.size and not math.isnan(ds[i]) else None
+    return HourStats(float(bx[-1]), level, spread, int(d.size),
+                     float(np.count_nonzero(d == 0)) / d.size, noise,
+                     float(ds[min(ds.size - 1, int(0.95 * ds.size))]), res)
+
+
+def _hour_stats(yv: np.ndarray, xx: np.ndarray, segs: list[tuple[int, int, int]]) -> dict[int, HourStats]:
+    """:class:`HourStats` of every bucket that opens and closes inside this chunk (all segments
+    but the first, which may continue a bucket begun before, and the last, still open), computed
+    together: the rows of a NaN-padded matrix, one per bucket, sorted at once. Bit for bit what
+    :func:`_one_hour_stats` gives (the same elements picked, the same arithmetic)."""
+    if len(segs) < 3:
+        return {}
+    i0 = np.array([s[1] for s in segs[1:-1]])
+    n = np.array([s[2] for s in segs[1:-1]]) - i0
+    w = int(n.max())
+    if w * n.size > 4 * int(n.sum()) + 4096:  # very uneven hours: padding would cost too much
+        return {}
+    col = np.arange(w)
+    pad = col >= n[:, None]
+    pos = np.minimum(i0[:, None] + col, xx.size - 1)
+    rows = np.arange(n.size)
+    y = np.where(pad, np.nan, yv[pos])
+    level = _row_median(np.sort(y, axis=1), n)
+    spread = 1.4826 * _row_median(np.sort(np.abs(y - level[:, None]), axis=1), n)
+    # steps: from the reading before the bucket (the previous bucket's last) through the bucket
+    d = np.where(pad, np.nan, np.abs(xx[pos] - xx[pos - 1]))
+    ds = np.sort(d, axis=1)
+    noise = _row_median(ds, n)
+    zeros = np.count_nonzero(d == 0, axis=1)
+    peq = zeros.astype(float) / n
+    q95 = ds[rows, np.minimum(n - 1, (0.95 * n).astype(np.int64))]
+    first_pos = ds[rows, np.minimum(zeros, w - 1)]
+    has_res = (zeros < n) & ~np.isnan(first_pos)
+    last = xx[i0 + n - 1]
+    return {k + 1: HourStats(*v[:4], *v[4:7], v[7] if ok else None)
+            for k, (v, ok) in enumerate(zip(zip(last.tolist(), level.tolist(), spread.tolist(),
+                                                n.tolist(), peq.tolist(), noise.tolist(),
+                                                q95.tolist(), first_pos.tolist()),
+                                            has_res.tolist()))}
+
+
+def _row_median(s: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Median of each row's first n values (rows sorted), as :func:`_med` computes it."""
+    rows = np.arange(n.size)
+    k = n // 2
+    hi = s[rows, k]
+    lo = s[rows, np.maximum(k - 1, 0)]
+    return np.where(n % 2 == 1, hi, 0.5 * (lo + hi))
 
 
 def _learn_profile(m: NodeModel, fs: dict[str, Any], b: int, level: float, lr: float,
