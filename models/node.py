@@ -324,13 +324,9 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
     yv = np.log1p(np.maximum(xx, 0.0)) if pr.log else xx
     y = median3(yv, fs["m3"])
     fs["m3"] = (list(fs["m3"]) + yv[-2:].tolist())[-2:]
-    # what was learned before each bucket, spread over its readings
-    ref = np.full(n, np.nan)
-    tref = np.full(n, np.nan)
-    scale = np.full(n, np.nan)
-    noise = np.full(n, np.nan)
-    need = np.empty(n)
-    pdelta = np.zeros(n)
+    # what was learned before each bucket, one value per bucket, spread over its readings below
+    NONE = (NAN, NAN, NAN, NAN, 0.0, 0.0)
+    per_seg: list[tuple] = []
     # the hours that both open and close in this chunk are summarised at once (numpy), and
     # what the loop looks up for them is handed to their closing instead of looked up again
     pre = _hour_stats(yv, xx, segs)
@@ -339,19 +335,19 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
         if fs["cur"] is not None and b != fs["cur"]:
             _close_field_bucket(m, fs, f, pr, *closing.pop(k - 1, ()))
         fs["cur"] = b
-        r, tr = _reference(m, fs, b)
-        base = None
+        r, tr, base = _reference_and_profile(m, fs, b)
+        # ref, its time, the start of the bucket and the profile's move from the reference
+        # time to the bucket's start and across it: within an hour the interpolated profile is
+        # a straight line between two scalars (the daily pattern as known before this bucket)
+        pd = NONE if r is None else (r, tr, NAN, NAN, 0.0, 0.0)
         if r is not None:
-            ref[i0:i1], tref[i0:i1] = r, tr
-            # the daily pattern as known before this bucket (not after the whole chunk); within
-            # an hour the interpolated profile is a straight line between two scalars
-            base = _profile_scalar(m, fs, tr)
             t_start = b * p.bucket_s - p.tz_offset_s
             pa = _profile_scalar(m, fs, t_start)
             pb = _profile_scalar(m, fs, t_start + p.bucket_s)
             if base is not None and pa is not None and pb is not None:
-                pdelta[i0:i1] = (pa - base) + (pb - pa) * ((tt[i0:i1] - t_start) / p.bucket_s)
+                pd = (r, tr, t_start, 1.0, pa - base, pb - pa)
         s = _scale(m, fs, pr)
+        sc = NAN
         if s:
             mid = (b + 0.5) * p.bucket_s - p.tz_offset_s
             learned = fs["scale_n"] >= p.warm_buckets and fs["scale"] is not None
@@ -359,18 +355,21 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
             # DO swings most with the time of day: until its pattern is known, only a drop
             # far beyond the day's swing counts
             widen = p.no_profile_scale * (1.6 if f == "do_mg_l" else 1.0)
-            scale[i0:i1] = s if known else s * widen
+            sc = s if known else s * widen
         nz = fs["noise"] if fs["noise"] is not None else pr.noise
-        if nz is not None:
-            noise[i0:i1] = max(nz, p.spike_k95 / p.spike_k * (fs.get("step95") or 0.0))
-        need[i0:i1] = _stuck_need(p, fs["peq"], pr.noise is not None)
+        nzv = NAN if nz is None else max(nz, p.spike_k95 / p.spike_k * (fs.get("step95") or 0.0))
+        nd = _stuck_need(p, fs["peq"], pr.noise is not None)
         if pr.noise is None and tt[i1 - 1] - tt[i0] >= 0:
-            need[i0:i1] = max(need[i0], 2 * p.stuck_min_n)
+            nd = max(float(nd), 2 * p.stuck_min_n)
+        per_seg.append((*pd, sc, nzv, nd))
         if k in pre:
             closing[k] = (pre[k], (r, tr, base, s))
         else:
             fs["bx"].extend(xx[i0:i1].tolist())
             fs["bt"].extend(tt[i0:i1].tolist())
+    lens = [i1 - i0 for _, i0, i1 in segs]
+    ref, _tref, t_start, has_pd, pd0, pd1, scale, noise, need = np.repeat(np.array(per_seg).T, lens, axis=1)
+    pdelta = np.where(has_pd == 1.0, pd0 + pd1 * ((tt - t_start) / p.bucket_s), 0.0)
     for b, level in fs.pop("_out", []):
         end = (b + 1) * p.bucket_s - p.tz_offset_s
         spans.append(Span("level", m.node, end - p.bucket_s, end, end, "info", f,
@@ -478,22 +477,28 @@ def _departure_evidence(f: str, pr: F.FieldPrior, sgn: int, z: np.ndarray, xx: n
 def _reference(m: NodeModel, fs: dict[str, Any], bucket: int) -> tuple[float | None, float | None]:
     """The node's recent level (median of the last three learned hours, each moved to the
     newest hour's time of day by the diurnal profile) and the time it stands for."""
+    return _reference_and_profile(m, fs, bucket)[:2]
+
+
+def _reference_and_profile(m: NodeModel, fs: dict[str, Any], bucket: int
+                           ) -> tuple[float | None, float | None, float | None]:
+    """:func:`_reference` and the diurnal profile at its time (looked up once for both)."""
     p = m.params
     hist = [h for h in fs["hist"][-3:] if bucket - h[0] <= p.history_buckets]
     if not hist:
-        return None, None
+        return None, None, None
     hb = hist[-1][0]
     tref = (hb + 0.5) * p.bucket_s - p.tz_offset_s
-    if len(hist) == 1:
-        return hist[0][1], tref
     at_ref = _profile_scalar(m, fs, tref)
+    if len(hist) == 1:
+        return hist[0][1], tref, at_ref
     moved = []
     for b, level in hist:
-        pb = _profile_scalar(m, fs, (b + 0.5) * p.bucket_s - p.tz_offset_s)
+        pb = at_ref if b == hb else _profile_scalar(m, fs, (b + 0.5) * p.bucket_s - p.tz_offset_s)
         moved.append(level + (at_ref - pb) if (at_ref is not None and pb is not None) else level)
     moved.sort()
     k = len(moved) // 2
-    return (moved[k] if len(moved) % 2 else 0.5 * (moved[k - 1] + moved[k])), tref
+    return (moved[k] if len(moved) % 2 else 0.5 * (moved[k - 1] + moved[k])), tref, at_ref
 
 
 def _profile_at(m: NodeModel, fs: dict[str, Any], t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
