@@ -10,6 +10,7 @@ Output: one row per alert, ``start,end,node,segment,kind,severity``, times in RF
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import math
@@ -328,13 +329,16 @@ def run(series: list[Series], topology: Topology | None, params: Params | None =
     if not series:
         return []
     times = {(s.creek, s.node): s.t for s in series}
-    hold = eng.spatial_params.hold_s
+    lists: dict[tuple[str, str], list[float]] = {}  # as Python lists on first use: bisect on a
+    hold = eng.spatial_params.hold_s                 # list is several times np.searchsorted's speed
 
     def alive(creek: str, node: str, at: float) -> bool:
-        ts = times.get((creek, node))
+        ts = lists.get((creek, node))
         if ts is None:
-            return False
-        i = int(np.searchsorted(ts, at, side="right"))
+            if (creek, node) not in times:
+                return False
+            ts = lists[(creek, node)] = times[(creek, node)].tolist()
+        i = bisect.bisect_right(ts, at)
         return i > 0 and at - ts[i - 1] <= hold
 
     eng.alive_override = alive
