@@ -113,7 +113,7 @@ def read_csv(src: TextIO | BinaryIO, default_creek: str) -> list[Series]:
 
 def _header(data: bytes) -> list[str]:
     """The validated header row."""
-    if not data.strip():
+    if not data or data.isspace():
         raise ReplayInputError("the input is empty: expected a header with time,node,...")
     nl = data.find(b"\n")
     line = (data if nl < 0 else data[:nl]).decode("utf-8")
@@ -187,31 +187,36 @@ class _Cells:
 
     @classmethod
     def parse(cls, data: bytes, width: int) -> "_Cells | None":
-        """None when the body needs the careful path (blank lines, a ragged row)."""
+        """None when the body needs the careful path (blank lines, a ragged row). Lines may end
+        in CR LF; offsets are into ``data`` (no copy of the body)."""
         nl = data.find(b"\n")
-        body = b"" if nl < 0 else data[nl + 1:]
-        if b"\r" in body:
-            body = body.replace(b"\r\n", b"\n")
-        body = body.rstrip(b"\n")
-        if not body:
+        lo = len(data) if nl < 0 else nl + 1
+        hi = len(data)  # without the trailing line ends
+        while hi > lo and data[hi - 1] == 10:
+            hi -= 1
+            if hi > lo and data[hi - 1] == 13:
+                hi -= 1
+        if hi == lo:
             e = np.empty(0, np.int64)
             return cls(b"", width, e, e, np.empty(0), e)
-        if b"\n\n" in body:
+        if data.find(b"\n\n", lo, hi) >= 0 or data.find(b"\n\r\n", lo, hi) >= 0:
             return None
-        body += b"\n"
+        stop = data.find(b"\n", hi)
+        if stop < 0:  # no newline at the end of the file
+            data, lo, stop = data[lo:] + b"\n", 0, len(data) - lo
         parts = []
-        a = 0
-        while a < len(body):
-            b = len(body) if len(body) - a <= _BLOCK else body.rfind(b"\n", a, a + _BLOCK) + 1
+        a = lo
+        while a <= stop:
+            b = stop + 1 if stop + 1 - a <= _BLOCK else data.rfind(b"\n", a, a + _BLOCK) + 1
             if b <= a:
                 return None  # a line longer than a block: not a replay CSV worth a fast path
-            parts.append(_scan(np.frombuffer(body, np.uint8, b - a, a), a))
+            part = _scan(np.frombuffer(data, np.uint8, b - a, a), a, width, data.count(b"\n", a, b))
+            if part is None:
+                return None
+            parts.append(part)
             a = b
         start, end, value, kind = (np.concatenate(p) for p in zip(*parts))
-        rows = body.count(b"\n")
-        if start.size != rows * width or not (np.frombuffer(body, np.uint8)[end[width - 1::width]] == 10).all():
-            return None
-        return cls(body, width, start, end, value, kind)
+        return cls(data, width, start, end, value, kind)
 
     def times(self, j: int) -> np.ndarray:
         """The time column: numbers as they are, anything else through parse_time."""
@@ -256,15 +261,20 @@ class _Cells:
         return chars.view(f"S{w}").ravel()
 
 
-def _scan(u: np.ndarray, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Cells of one block (whole lines, ending with a newline): start, end (absolute offsets),
-    value and kind. Digit, dot and sign counts share one cumulative sum, 20 bits each."""
-    end = np.flatnonzero((u == 44) | (u == 10))
-    start = np.empty_like(end)
+def _scan(u: np.ndarray, offset: int, width: int, lines: int
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Cells of one block (whole lines, ending with a newline): start and end (absolute offsets;
+    a line's CR before its LF is no part of its last cell), value and kind; None when a line
+    has not ``width`` cells. Digit, dot and sign counts share one cumulative sum, 20 bits each."""
+    delim = np.flatnonzero((u == 44) | (u == 10))
+    if delim.size != lines * width or (u[delim[width - 1::width]] != 10).any():
+        return None
+    start = np.empty_like(delim)
     start[0] = 0
-    start[1:] = end[:-1] + 1
+    start[1:] = delim[:-1] + 1
+    end = delim - ((u[delim] == 10) & (u[delim - 1] == 13))  # delim - 1 >= start when a CR
     c = np.cumsum(_CODE[u])  # c[j]: counts up to and including byte j
-    ce = c[end]  # a delimiter counts nothing: ce is also the count before the next cell
+    ce = c[delim]  # a delimiter (or CR) counts nothing: ce is also the count before the next cell
     cs = np.empty_like(ce)
     cs[0] = 0
     cs[1:] = ce[:-1]
