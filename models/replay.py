@@ -187,8 +187,9 @@ class _Cells:
 
     @classmethod
     def parse(cls, data: bytes, width: int) -> "_Cells | None":
-        """None when the body needs the careful path (blank lines, a ragged row). Lines may end
-        in CR LF; offsets are into ``data`` (no copy of the body)."""
+        """None when the body needs the careful path (a blank line or a ragged row: either
+        leaves a line without ``width`` cells). Lines may end in CR LF; offsets are into
+        ``data`` (no copy of the body)."""
         nl = data.find(b"\n")
         lo = len(data) if nl < 0 else nl + 1
         hi = len(data)  # without the trailing line ends
@@ -199,8 +200,6 @@ class _Cells:
         if hi == lo:
             e = np.empty(0, np.int64)
             return cls(b"", width, e, e, np.empty(0), e)
-        if data.find(b"\n\n", lo, hi) >= 0 or data.find(b"\n\r\n", lo, hi) >= 0:
-            return None
         stop = data.find(b"\n", hi)
         if stop < 0:  # no newline at the end of the file
             data, lo, stop = data[lo:] + b"\n", 0, len(data) - lo
@@ -265,7 +264,7 @@ def _scan(u: np.ndarray, offset: int, width: int, lines: int
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """Cells of one block (whole lines, ending with a newline): start and end (absolute offsets;
     a line's CR before its LF is no part of its last cell), value and kind; None when a line
-    has not ``width`` cells. Digit, dot and sign counts share one cumulative sum, 20 bits each."""
+    has not ``width`` cells. A cell's digits, dots and signs are counted in one pass (20 bits each)."""
     delim = np.flatnonzero((u == 44) | (u == 10))
     if delim.size != lines * width or (u[delim[width - 1::width]] != 10).any():
         return None
@@ -273,19 +272,15 @@ def _scan(u: np.ndarray, offset: int, width: int, lines: int
     start[0] = 0
     start[1:] = delim[:-1] + 1
     end = delim - ((u[delim] == 10) & (u[delim - 1] == 13))  # delim - 1 >= start when a CR
-    c = np.cumsum(_CODE[u])  # c[j]: counts up to and including byte j
-    ce = c[delim]  # a delimiter (or CR) counts nothing: ce is also the count before the next cell
-    cs = np.empty_like(ce)
-    cs[0] = 0
-    cs[1:] = ce[:-1]
-    diff = ce - cs
+    diff = np.add.reduceat(np.take(_CODE, u), start)  # each cell's counts (with its delimiter)
     ndig, ndot, nsg = diff & _MASK, (diff >> 20) & _MASK, diff >> 40
     length = end - start
     first = u[start]
     neg = first == 45
     simple = ((ndig >= 1) & (ndig <= 15) & (ndot <= 1) & (length == ndig + ndot + nsg)
               & ((nsg == 0) | ((nsg == 1) & (neg | (first == 43)))))
-    dend, dstart = ce & _MASK, cs & _MASK  # digits before the cell's end and start
+    dend = np.cumsum(ndig)  # digits before the cell's end and start
+    dstart = dend - ndig
     isd = u - np.uint8(48) < 10  # wraps below '0': only digits are < 10
     digits = u[isd].astype(np.uint64) - np.uint64(48)
     # each digit times 10 to the number of digits after it in its cell (capped: a cell with
@@ -294,20 +289,20 @@ def _scan(u: np.ndarray, offset: int, width: int, lines: int
     run = np.zeros(digits.size + 1, np.uint64)
     np.cumsum(digits * _P10U[np.minimum(after, 19)], out=run[1:])
     mant = run[dend] - run[dstart]
-    # digits after the dot: a cell's dot is the one numbered (dots before the cell)
+    # digits after the dot (in a plain decimal, everything after its dot): a cell's dot is the
+    # one numbered (dots before the cell)
     jdot = np.flatnonzero(u == 46)
     frac = np.zeros(end.size, np.int64)
     if jdot.size:
         has = ndot >= 1
-        k = (cs[has] >> 20) & _MASK
-        frac[has] = dend[has] - (c[jdot[k]] & _MASK)
-    value = mant.astype(float) / _P10F[np.minimum(frac, 22)]
+        frac[has] = end[has] - jdot[(np.cumsum(ndot) - ndot)[has]] - 1
+    value = mant.astype(float) / _P10F[np.clip(frac, 0, 22)]
     np.negative(value, out=value, where=neg)
     kind = np.where(simple, _NUMBER, _OTHER)
     kind[length == 0] = _EMPTY
     value[~simple] = np.nan
     for word, v in ((b"true", 1.0), (b"false", 0.0)):
-        cand = np.flatnonzero(length == len(word))
+        cand = np.flatnonzero((length == len(word)) & (first == word[0]))
         hit = np.ones(cand.size, bool)
         for i, ch in enumerate(word):
             hit &= u[start[cand] + i] == ch
