@@ -317,6 +317,10 @@ def _spans(m: NodeModel, kind: str, flag: np.ndarray, t: np.ndarray, onset: np.n
     return out
 
 
+# how many of the latest steps between readings the sampling interval is the median of
+STEP_WINDOW = 64
+
+
 def _timing(m: NodeModel, st: dict[str, Any], t: np.ndarray,
             segs: list[tuple[int, int, int]]) -> list[Span]:
     """Gaps and node_offline from the time between readings; learns the sampling interval."""
@@ -330,9 +334,9 @@ def _timing(m: NodeModel, st: dict[str, Any], t: np.ndarray,
         if st["dt"] is None:
             off_lim[i0:i1] = gap_lim[i0:i1] = np.inf
         if st["bucket"] is not None and b != st["bucket"] and st["bdt"]:
-            med = _med(np.asarray(st["bdt"], float))
-            st["dt"] = med if st["dt"] is None else st["dt"] + 0.2 * (med - st["dt"])
-            st["bdt"] = []
+            # the median of the last steps, long ones included: robust to gaps and bursts, and
+            # it follows a node whose sampling slows down (an hourly node is learned at all)
+            st["dt"] = _med(np.asarray(st["bdt"], float))
         if st["bucket"] != b:
             st["n_buckets"] += 1
         st["bucket"] = b
@@ -341,8 +345,7 @@ def _timing(m: NodeModel, st: dict[str, Any], t: np.ndarray,
             off_lim[i0:i1] = _offline_after(p, st["dt"])
             gap_lim[i0:i1] = g
         d = dt[i0:i1]
-        st["bdt"].extend(d[(d > 0) & (d <= g)].tolist())
-    st["bdt"] = st["bdt"][-2000:]
+        st["bdt"] = (st["bdt"] + d[d > 0][-STEP_WINDOW:].tolist())[-STEP_WINDOW:]
     st["last_t"] = float(t[-1])
     off = dt > off_lim
     gap = (dt > gap_lim) & ~off

@@ -361,3 +361,17 @@ def test_combined_departure_quiet_on_normal_days_and_chunk_free():
         parts += m.process(t[i:i + 37], {k: v[i:i + 37] for k, v in cols.items()})
     assert any(s.kind == "baseline_departure" for s in whole)
     assert _merged(parts) == _merged(whole)
+
+
+def test_hourly_node_learns_its_interval_and_a_burst_does_not_make_every_reading_a_gap():
+    t = T0 + 3600.0 * np.arange(24 * 20)
+    burst = T0 + 10 * DAY + 600.0 + np.array([0.0, 300.0, 600.0])  # three readings 5 min apart
+    t = np.sort(np.concatenate([t, burst]))
+    rng = np.random.default_rng(3)
+    cond = 320 + 5 * np.sin(2 * np.pi * t / DAY) + rng.normal(0, 0.5, t.size)
+    m = NodeModel("n")
+    spans = m.process(t, {"cond_us_cm": cond})
+    assert not kinds(spans) & {"sensor_gap", "node_offline"}, [(s.kind, s.evidence) for s in spans]
+    assert m.state["dt"] == 3600.0
+    late = m.process(t[-1:] + 6 * 3600.0, {"cond_us_cm": cond[-1:]})  # six hours silent: a gap
+    assert kinds(late) == {"sensor_gap"}
