@@ -432,7 +432,10 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
         b_ = ext[1:-1] - ext[2:]
         mag = np.minimum(np.abs(a), np.abs(b_))
         k0 = max(0, 2 - P)
-        thr = np.maximum(p.spike_k * np.nan_to_num(noise, nan=np.inf), max(pr.spike_min, 1e-12))
+        # a field that mostly repeats its value (median step 0) is not spiking on every one-step
+        # blip: the threshold is at least spike_k steps of its resolution
+        floor = max(pr.spike_min, p.spike_k * (fs["res"] or 0.0), 1e-12)
+        thr = np.maximum(p.spike_k * np.nan_to_num(noise, nan=np.inf), floor)
         det = np.zeros(n, bool)
         sl = slice(k0 + P - 2, None)
         det[k0:] = (a[sl] * b_[sl] > 0) & (mag[sl] > thr[k0:]) & (np.abs(ext[2:] - ext[:-2])[sl] < 0.5 * mag[sl])

@@ -375,3 +375,14 @@ def test_hourly_node_learns_its_interval_and_a_burst_does_not_make_every_reading
     assert m.state["dt"] == 3600.0
     late = m.process(t[-1:] + 6 * 3600.0, {"cond_us_cm": cond[-1:]})  # six hours silent: a gap
     assert kinds(late) == {"sensor_gap"}
+
+
+def test_a_one_step_blip_on_a_mostly_flat_field_is_not_a_spike():
+    t, _ = normal(3)
+    x = np.full(t.size, 749.0)  # a coarse probe that mostly repeats its reading
+    x[np.arange(500, t.size, 400)] = 750.0  # now and then one reading one step up
+    spike = np.flatnonzero(t > T0 + 2.5 * DAY)[0]
+    x[spike] = 800.0
+    spans = NodeModel("n").process(t, {"redox": x})
+    found = [s for s in spans if s.kind == "sensor_spike"]
+    assert [(s.onset, s.evidence["value"]) for s in found] == [(t[spike], 800.0)]
