@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from .daylight import NightClock, in_windows, parse_windows
 
-NIGHT_DEADBAND_MG_L = 0.3  # once running at night, stop only a little above the comfort level
+NIGHT_DEADBAND_MG_L = 1.0  # once running at night, run on to 1 mg/L above comfort: fewer switchings
 FOUNTAIN = "fountain"
 MODES = ("auto", "fallback", "manual")
 
@@ -35,9 +35,9 @@ MODES = ("auto", "fallback", "manual")
 class ControlParams:
     """Set points and times of the controller (settings ``control_*``)."""
 
-    on_below_mg_l: float = 4.0
-    off_above_mg_l: float = 5.5
-    night_comfort_mg_l: float = 6.0
+    on_below_mg_l: float = 4.5
+    off_above_mg_l: float = 6.0
+    night_comfort_mg_l: float = 7.0
     min_on_s: float = 1800.0
     min_off_s: float = 900.0
     falling_mg_l_h: float = 1.0

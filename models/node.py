@@ -74,6 +74,10 @@ class Params:
     standards_duration_s: float = 1800.0
     standards_hysteresis_mg_l: float = 0.3
     min_fields: int = 1             # fields that must depart together (multi-parameter data)
+    # "rss": the generic fields' departures are judged together, on the root-sum-square of their
+    # z (a Mahalanobis distance with a diagonal covariance): several fields moving a little at
+    # once count as much as one moving a lot (multi-parameter water-quality events)
+    combine: str = ""
     standards: bool = True          # GB 3838 / black-odorous bands (Chinese standards)
     # fields never scored (e.g. operational ones in a data set)
     ignore_fields: tuple[str, ...] = ()
@@ -205,6 +209,8 @@ def _run(m: NodeModel, st: dict[str, Any], t: np.ndarray,
     confirm: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     dep_count = np.zeros(t.size, int)
     dep_fields: dict[str, np.ndarray] = {}
+    zsq: np.ndarray | None = None
+    zfields: dict[str, np.ndarray] = {}
     for f, x in cols.items():
         valid = ~np.isnan(x)
         if not valid.any():
@@ -224,6 +230,12 @@ def _run(m: NodeModel, st: dict[str, Any], t: np.ndarray,
         found, y_t, y = _field(m, fs, f, tt, xx, fsegs)
         spans += found
         dep = fs.pop("_dep", None)
+        zc = fs.pop("_zc", None)
+        if zc is not None and y_t.size:
+            zf = np.zeros(t.size)
+            zf[np.searchsorted(t, y_t)] = zc
+            zsq = zf * zf if zsq is None else zsq + zf * zf
+            zfields[f] = zf
         if dep is not None:
             idx = np.searchsorted(t, y_t)
             dep_count[idx[dep]] += 1
@@ -232,6 +244,8 @@ def _run(m: NodeModel, st: dict[str, Any], t: np.ndarray,
             do_track = (y_t, y)
     if dep_fields:
         spans += _multi_departure(m, t, dep_count, dep_fields)
+    if zsq is not None:
+        spans += _combined_departure(m, st, t, np.sqrt(zsq), zfields)
     if do_track is not None and do_track[0].size and m.params.standards:
         spans += _standards(m, st, *do_track, confirm)
     for f, (tt, xx) in confirm.items():
@@ -247,6 +261,43 @@ def _multi_departure(m: NodeModel, t: np.ndarray, count: np.ndarray,
                   lambda i0, i1: {"fields": sorted(f for f, a in fields.items() if a[i0:i1].any()),
                                   "direction": "both", "value": None, "baseline": None,
                                   "z": None})
+
+
+def _combined_departure(m: NodeModel, st: dict[str, Any], t: np.ndarray, score: np.ndarray,
+                        zfields: dict[str, np.ndarray]) -> list[Span]:
+    """One departure over the node's generic fields together (``combine``): the same latch as a
+    single field's (``z_on`` for ``departure_min_s``, held until below ``z_off``) on their
+    root-sum-square z; the evidence names the fields that moved.
+
+    The scores come from a running median of three readings, which follows a step one reading
+    late on both sides: the departure is dated by the middle reading (its onset one reading
+    earlier, and it ends with the last departed reading, not the first one back), while it is
+    still *detected* when the reading that showed it arrived."""
+    p = m.params
+    car = st.setdefault("comb", {"on": None, "off": None, "al": False, "tp": None})
+    mid = np.concatenate([[t[0] if car.get("tp") is None else car["tp"]], t[:-1]])
+    car["tp"] = float(t[-1])
+    on_c, off_c = score > p.z_on, score > p.z_off
+    rs_on, car["on"] = run_start(on_c, t, car["on"])
+    enter = on_c & (t - rs_on >= p.departure_min_s)
+    alarm, car["al"] = hysteresis(enter, ~off_c, car["al"])
+    rs_off, car["off"] = run_start(off_c | alarm, mid, car["off"])
+    out: list[Span] = []
+    for i0, i1 in run_lengths(alarm):
+        peaks = {f: float(z[i0:i1].max()) for f, z in zfields.items()}
+        top = max(peaks, key=peaks.get)
+        moved = sorted(f for f, v in peaks.items() if v >= COMBINE_NOTABLE_Z or f == top)
+        ev = {"fields": moved, "direction": "both", "value": None, "baseline": None,
+              "z": round(float(score[i0:i1].max()), 2), "field_z": {f: round(peaks[f], 2) for f in moved}}
+        first = float(t[i0])
+        onset = float(rs_off[i0]) if not math.isnan(rs_off[i0]) else first
+        out.append(Span("baseline_departure", m.node, min(onset, first), first,
+                        max(float(mid[i1 - 1]), first), "warning", "", ev))
+    return out
+
+
+# a field is named in a combined departure's evidence when its own |z| reached this
+COMBINE_NOTABLE_Z = 3.0
 
 
 def _segments(t: np.ndarray, p: Params) -> list[tuple[int, int, int]]:
@@ -266,6 +317,10 @@ def _spans(m: NodeModel, kind: str, flag: np.ndarray, t: np.ndarray, onset: np.n
     return out
 
 
+# how many of the latest steps between readings the sampling interval is the median of
+STEP_WINDOW = 64
+
+
 def _timing(m: NodeModel, st: dict[str, Any], t: np.ndarray,
             segs: list[tuple[int, int, int]]) -> list[Span]:
     """Gaps and node_offline from the time between readings; learns the sampling interval."""
@@ -279,9 +334,9 @@ def _timing(m: NodeModel, st: dict[str, Any], t: np.ndarray,
         if st["dt"] is None:
             off_lim[i0:i1] = gap_lim[i0:i1] = np.inf
         if st["bucket"] is not None and b != st["bucket"] and st["bdt"]:
-            med = _med(np.asarray(st["bdt"], float))
-            st["dt"] = med if st["dt"] is None else st["dt"] + 0.2 * (med - st["dt"])
-            st["bdt"] = []
+            # the median of the last steps, long ones included: robust to gaps and bursts, and
+            # it follows a node whose sampling slows down (an hourly node is learned at all)
+            st["dt"] = _med(np.asarray(st["bdt"], float))
         if st["bucket"] != b:
             st["n_buckets"] += 1
         st["bucket"] = b
@@ -290,8 +345,7 @@ def _timing(m: NodeModel, st: dict[str, Any], t: np.ndarray,
             off_lim[i0:i1] = _offline_after(p, st["dt"])
             gap_lim[i0:i1] = g
         d = dt[i0:i1]
-        st["bdt"].extend(d[(d > 0) & (d <= g)].tolist())
-    st["bdt"] = st["bdt"][-2000:]
+        st["bdt"] = (st["bdt"] + d[d > 0][-STEP_WINDOW:].tolist())[-STEP_WINDOW:]
     st["last_t"] = float(t[-1])
     off = dt > off_lim
     gap = (dt > gap_lim) & ~off
@@ -385,7 +439,10 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
         b_ = ext[1:-1] - ext[2:]
         mag = np.minimum(np.abs(a), np.abs(b_))
         k0 = max(0, 2 - P)
-        thr = np.maximum(p.spike_k * np.nan_to_num(noise, nan=np.inf), max(pr.spike_min, 1e-12))
+        # a field that mostly repeats its value (median step 0) is not spiking on every one-step
+        # blip: the threshold is at least spike_k steps of its resolution
+        floor = max(pr.spike_min, p.spike_k * (fs["res"] or 0.0), 1e-12)
+        thr = np.maximum(p.spike_k * np.nan_to_num(noise, nan=np.inf), floor)
         det = np.zeros(n, bool)
         sl = slice(k0 + P - 2, None)
         det[k0:] = (a[sl] * b_[sl] > 0) & (mag[sl] > thr[k0:]) & (np.abs(ext[2:] - ext[:-2])[sl] < 0.5 * mag[sl])
@@ -416,9 +473,16 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
     # departure from the recent level, corrected by the learned diurnal profile
     dev = y - ref - pdelta
     z = dev / scale
+    combined = p.combine == "rss"
+    if combined:
+        zc = np.zeros(n)
+        for sgn in (-1, 1):
+            if _departure_kind(f, pr.water, sgn) == "baseline_departure":
+                zc = np.maximum(zc, np.nan_to_num(sgn * z, nan=0.0))
+        fs["_zc"] = zc  # judged with the node's other fields in _combined_departure
     for sgn in (-1, 1):
         kind = _departure_kind(f, pr.water, sgn)
-        if not kind:
+        if not kind or (combined and kind == "baseline_departure"):
             continue
         zz = np.nan_to_num(sgn * z, nan=0.0)
         key = "lo" if sgn < 0 else "hi"

@@ -306,3 +306,83 @@ def test_a_turbidity_rise_beyond_quiet_nodes_is_a_second_discharge(topology):
         f = sp.observe("hl3-s1", "turb", 590.0, float(t), float(t + 30), turb, alive, faulty)
     assert f[0].kind == "discharge" and f[0].node == "hl3-s1"
     assert "hl7-s1" not in [a[0] for a in f[0].evidence["arrival"]]
+
+
+# ---- combined departure over several generic fields (multi-parameter data) ---------------------------
+
+def _three_fields(shift: float, days: float = 4, seed: int = 5):
+    """ph, conductivity and chlorophyll with a daily swing and noise; from day 3 for 40 min all
+    three move together by ``shift`` times their noise."""
+    t, _ = normal(days)
+    rng = np.random.default_rng(seed)
+    day = np.sin(2 * np.pi * t / DAY)
+    cols = {"ph": 7.5 + 0.05 * day + rng.normal(0, 0.01, t.size),
+            "cond_us_cm": 320 + 5 * day + rng.normal(0, 0.5, t.size),
+            "chl_ug_l": 4 + 0.3 * day + rng.normal(0, 0.05, t.size)}
+    ev = (t >= T0 + 3 * DAY + 3600) & (t < T0 + 3 * DAY + 3600 + 2400)
+    cols["ph"][ev] += shift * 0.01
+    cols["cond_us_cm"][ev] -= shift * 0.5
+    cols["chl_ug_l"][ev] += shift * 0.05
+    return t, cols, (T0 + 3 * DAY + 3600, T0 + 3 * DAY + 3600 + 2400)
+
+
+COMBINE = dict(z_on=8.0, z_off=5.0, departure_min_s=300.0)
+SHIFT = 6.0  # each field alone reaches z ~6.3 (< z_on 8); together sqrt(3) x that
+
+
+def test_combined_departure_sees_fields_moving_together():
+    from rivermon.models.node import Params
+
+    t, cols, (a, b) = _three_fields(SHIFT)
+    alone = NodeModel("n", params=Params(**COMBINE)).process(t, cols)
+    assert [s for s in alone if s.kind == "baseline_departure"] == []  # each field alone is too small
+    spans = NodeModel("n", params=Params(combine="rss", **COMBINE)).process(t, cols)
+    (s,) = [s for s in spans if s.kind == "baseline_departure"]
+    assert a - 600 <= s.onset <= a + 300 and b - 300 <= s.last <= b + 300
+    assert set(s.evidence["fields"]) == {"ph", "cond_us_cm", "chl_ug_l"} and s.evidence["z"] > 8
+
+
+def test_combined_departure_quiet_on_normal_days_and_chunk_free():
+    from rivermon.models.node import Params
+
+    t, cols, _ = _three_fields(0.0)
+    assert NodeModel("n", params=Params(combine="rss", **COMBINE)).process(t, cols) == []
+    t, cols, _ = _three_fields(SHIFT)
+    sl = slice(int(2.9 * DAY / 60), int(3.2 * DAY / 60))
+    t, cols = t[sl], {k: v[sl] for k, v in cols.items()}
+    warm, _, _ = _three_fields(SHIFT)
+    whole_m = NodeModel("n", params=Params(combine="rss", **COMBINE))
+    whole_m.learn_many(warm[warm < t[0]], {k: v[warm < t[0]] for k, v in _three_fields(SHIFT)[1].items()})
+    state = json.loads(json.dumps(whole_m.state))
+    whole = whole_m.process(t, cols)
+    m = NodeModel("n", params=Params(combine="rss", **COMBINE), state=state)
+    parts = []
+    for i in range(0, t.size, 37):
+        parts += m.process(t[i:i + 37], {k: v[i:i + 37] for k, v in cols.items()})
+    assert any(s.kind == "baseline_departure" for s in whole)
+    assert _merged(parts) == _merged(whole)
+
+
+def test_hourly_node_learns_its_interval_and_a_burst_does_not_make_every_reading_a_gap():
+    t = T0 + 3600.0 * np.arange(24 * 20)
+    burst = T0 + 10 * DAY + 600.0 + np.array([0.0, 300.0, 600.0])  # three readings 5 min apart
+    t = np.sort(np.concatenate([t, burst]))
+    rng = np.random.default_rng(3)
+    cond = 320 + 5 * np.sin(2 * np.pi * t / DAY) + rng.normal(0, 0.5, t.size)
+    m = NodeModel("n")
+    spans = m.process(t, {"cond_us_cm": cond})
+    assert not kinds(spans) & {"sensor_gap", "node_offline"}, [(s.kind, s.evidence) for s in spans]
+    assert m.state["dt"] == 3600.0
+    late = m.process(t[-1:] + 6 * 3600.0, {"cond_us_cm": cond[-1:]})  # six hours silent: a gap
+    assert kinds(late) == {"sensor_gap"}
+
+
+def test_a_one_step_blip_on_a_mostly_flat_field_is_not_a_spike():
+    t, _ = normal(3)
+    x = np.full(t.size, 749.0)  # a coarse probe that mostly repeats its reading
+    x[np.arange(500, t.size, 400)] = 750.0  # now and then one reading one step up
+    spike = np.flatnonzero(t > T0 + 2.5 * DAY)[0]
+    x[spike] = 800.0
+    spans = NodeModel("n").process(t, {"redox": x})
+    found = [s for s in spans if s.kind == "sensor_spike"]
+    assert [(s.onset, s.evidence["value"]) for s in found] == [(t[spike], 800.0)]

@@ -76,3 +76,19 @@ def test_rerun_is_idempotent_and_folds_in_late_data(influx, tmp_path):
     assert row["do_mg_l_n"] == 61 and row["do_mg_l_min"] == 0.1 and row["do_mg_l_b_bo_severe"] == 1
     # The watermark survives a restart (kept in web.sqlite).
     assert _agg(influx, tmp_path).watermark == agg.watermark
+
+
+def test_query_cache_lets_expired_answers_go_instead_of_keeping_them_until_full(monkeypatch):
+    from rivermon.web import queries as q
+
+    clock = [1000.0]
+    monkeypatch.setattr(q.time, "monotonic", lambda: clock[0])
+    cache = q.QueryCache(maxsize=256)
+    for i in range(10):
+        assert cache.get(("trend", i), 60.0, lambda i=i: [i] * 1000) == [i] * 1000
+    assert len(cache._items) == 10
+    clock[0] += 61.0  # all ten expire; the next answer stored sweeps them out
+    assert cache.get(("segments",), 1.0, lambda: "fresh") == "fresh"
+    assert list(cache._items) == [("segments",)]
+    # a live answer is still served from the cache, not recomputed
+    assert cache.get(("segments",), 1.0, lambda: "recomputed") == "fresh"

@@ -109,7 +109,12 @@ class QueryCache:
         try:
             value = compute()
             with self._lock:
-                self._items[key] = (time.monotonic() + ttl_s, value)
+                now = time.monotonic()
+                self._items[key] = (now + ttl_s, value)
+                # Expired answers go at once, not only when the cache is full: a year's trend is
+                # megabytes, and 256 stale ones would sit in the web process for nothing.
+                for k in [k for k, (until, _) in self._items.items() if until <= now]:
+                    del self._items[k]
                 while len(self._items) > self.maxsize:
                     self._items.popitem(last=False)
             return value
