@@ -179,11 +179,18 @@ class _Cells:
     plain decimal m / 10**k with m < 2**53 is exactly what float() gives (one correctly rounded
     division), and any other cell is left to Python as before."""
 
-    def __init__(self, body: bytes, width: int, start: np.ndarray, end: np.ndarray,
-                 value: np.ndarray, kind: np.ndarray):
-        self.body, self.width = body, width
-        self.start, self.end, self.value, self.kind = start, end, value, kind
-        self.rows = start.size // width
+    def __init__(self, body: bytes, width: int,
+                 parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]):
+        # per block of lines: every cell's start, end, value and kind, row by row; the columns
+        # are gathered from the blocks only when asked for (one big array per cell property
+        # would cost more to allocate than to fill)
+        self.body, self.width, self.parts = body, width, parts
+        self.rows = sum(p[0].size for p in parts) // width
+
+    def _col(self, prop: int, j: int) -> np.ndarray:
+        """Property ``prop`` (0 start, 1 end, 2 value, 3 kind) of column ``j``'s cells."""
+        cols = [p[prop][j::self.width] for p in self.parts]
+        return np.concatenate(cols) if len(cols) != 1 else cols[0].copy()
 
     @classmethod
     def parse(cls, data: bytes, width: int) -> "_Cells | None":
@@ -198,8 +205,7 @@ class _Cells:
             if hi > lo and data[hi - 1] == 13:
                 hi -= 1
         if hi == lo:
-            e = np.empty(0, np.int64)
-            return cls(b"", width, e, e, np.empty(0), e)
+            return cls(b"", width, [])
         stop = data.find(b"\n", hi)
         if stop < 0:  # no newline at the end of the file
             data, lo, stop = data[lo:] + b"\n", 0, len(data) - lo
@@ -214,25 +220,30 @@ class _Cells:
                 return None
             parts.append(part)
             a = b
-        start, end, value, kind = (np.concatenate(p) for p in zip(*parts))
-        return cls(data, width, start, end, value, kind)
+        return cls(data, width, parts)
 
     def times(self, j: int) -> np.ndarray:
         """The time column: numbers as they are, anything else through parse_time."""
-        t = self.value[j::self.width].copy()
-        for i in np.flatnonzero(self.kind[j::self.width] != _NUMBER).tolist():
-            t[i] = parse_time(self._text(i * self.width + j), i + 2)
+        t = self._col(2, j)
+        odd = np.flatnonzero(self._col(3, j) != _NUMBER)
+        if odd.size:
+            s, e = self._col(0, j), self._col(1, j)
+            for i in odd.tolist():
+                t[i] = parse_time(self._text(s[i], e[i]), i + 2)
         return t
 
     def numbers(self, j: int, name: str) -> np.ndarray:
         """A measurement column: empty cells NaN, true/false 1/0, anything else through _num."""
-        v = self.value[j::self.width].copy()
-        for i in np.flatnonzero(self.kind[j::self.width] == _OTHER).tolist():
-            cell = self._text(i * self.width + j)
-            try:
-                v[i] = _num(cell)
-            except ValueError:
-                raise ReplayInputError(f"line {i + 2}: {name} {cell[:40]!r} is not a number") from None
+        v = self._col(2, j)
+        odd = np.flatnonzero(self._col(3, j) == _OTHER)
+        if odd.size:
+            s, e = self._col(0, j), self._col(1, j)
+            for i in odd.tolist():
+                cell = self._text(s[i], e[i])
+                try:
+                    v[i] = _num(cell)
+                except ValueError:
+                    raise ReplayInputError(f"line {i + 2}: {name} {cell[:40]!r} is not a number") from None
         return v
 
     def keys(self, node: int, creek: int | None) -> tuple[list[str], np.ndarray]:
@@ -243,12 +254,12 @@ class _Cells:
         uniq, inv = np.unique(keys, return_inverse=True)
         return [k.decode("utf-8") for k in uniq.tolist()], inv
 
-    def _text(self, c: int) -> str:
-        return self.body[int(self.start[c]):int(self.end[c])].decode("utf-8")
+    def _text(self, a: int, b: int) -> str:
+        return self.body[int(a):int(b)].decode("utf-8")
 
     def _bytes(self, j: int) -> np.ndarray:
         """Column ``j`` as a fixed-width bytes array, gathered without a Python object per cell."""
-        s, e = self.start[j::self.width], self.end[j::self.width]
+        s, e = self._col(0, j), self._col(1, j)
         n = e - s
         w = int(n.max()) if n.size else 0
         if w > 64:
@@ -298,7 +309,7 @@ def _scan(u: np.ndarray, offset: int, width: int, lines: int
         frac[has] = end[has] - jdot[(np.cumsum(ndot) - ndot)[has]] - 1
     value = mant.astype(float) / _P10F[np.clip(frac, 0, 22)]
     np.negative(value, out=value, where=neg)
-    kind = np.where(simple, _NUMBER, _OTHER)
+    kind = np.where(simple, _NUMBER, _OTHER).astype(np.int8)
     kind[length == 0] = _EMPTY
     value[~simple] = np.nan
     for word, v in ((b"true", 1.0), (b"false", 0.0)):
