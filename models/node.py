@@ -742,8 +742,12 @@ def _close_field_bucket(m: NodeModel, fs: dict[str, Any], f: str, pr: F.FieldPri
         fs["hist"] = (fs["hist"] + [[b, level]])[-p.history_buckets:]
         return
     peq = float(np.count_nonzero(d == 0)) / d.size
-    if fs["peq"] is not None and fs["peq"] < 0.3 and peq > 0.6:
-        return  # a flat bucket in a field that normally moves: a stuck probe, not a lesson
+    if fs["peq"] is not None and fs["peq"] < 0.3 and peq > 0.6 and d.size >= p.stuck_min_n:
+        # a flat bucket in a field that normally moves: a stuck probe, not a lesson. Only with
+        # enough steps to say so: an hourly node's one or two steps that did not change are a
+        # level that was flat that hour, and must teach the repeat rate (else a level flat for
+        # days at the probe's resolution read as stuck forever)
+        return
     ref, tref = _reference(m, fs, b)
     spread = 1.4826 * _med(np.abs(yv - level))
     scale = _scale(m, fs, pr)
