@@ -30,6 +30,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from rivermon.models import fields as F
+from rivermon.models import longterm
 from rivermon.models.kernels import hysteresis, median3, run_lengths, run_start
 
 NAN = float("nan")
@@ -242,6 +243,9 @@ def _run(m: NodeModel, st: dict[str, Any], t: np.ndarray,
             dep_fields.setdefault(f, np.zeros(t.size, bool))[idx[dep]] = True
         if f == "do_mg_l":
             do_track = (y_t, y)
+    closes = [(b, f, lv) for f, fs in st["fields"].items() for b, lv in fs.pop("_lt", ())]
+    if closes:
+        spans += longterm.step(m.node, st, closes, m.params.bucket_s, m.params.tz_offset_s, Span)
     if dep_fields:
         spans += _multi_departure(m, t, dep_count, dep_fields)
     if zsq is not None:
@@ -466,6 +470,9 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
     # departure from the recent level, corrected by the learned diurnal profile
     dev = y - ref - pdelta
     z = dev / scale
+    jump = np.abs(np.nan_to_num(z, nan=0.0)) > p.z_on
+    if jump.any():  # an abrupt change: a shift of another field starting now is the water's
+        longterm.note_jumps(fs, np.floor((tt[jump] + p.tz_offset_s) / p.bucket_s).astype(np.int64))
     combined = p.combine == "rss"
     if combined:
         zc = np.zeros(n)
@@ -734,6 +741,8 @@ def _close_field_bucket(m: NodeModel, fs: dict[str, Any], f: str, pr: F.FieldPri
     fs["last_x"] = float(bx[-1])
     yv = np.log1p(np.maximum(bx, 0.0)) if pr.log else bx
     level = _med(yv)
+    if longterm.tracked(f):
+        fs.setdefault("_lt", []).append([b, level])  # judged against its long pattern in _run
     if f in LEVEL_FIELDS:
         fs.setdefault("_out", []).append([b, level])
     d = np.abs(np.diff(bx if prev is None else np.concatenate([[prev], bx])))
