@@ -172,6 +172,10 @@ class Engine:
             kind = ALONE[s.kind]
         else:
             kind = s.kind
+            if kind == "sensor_drift" and s.evidence.get("source") == "own_pattern":
+                sp = self.spatial_for(creek)
+                if sp is not None and sp.knows(s.node) and sp.explains(s.node, s.onset):
+                    return out  # the shift began with a rain or discharge: the water's, not the probe's
             if kind in EXPLAINED:
                 sp = self.spatial_for(creek)
                 if sp is not None and sp.knows(s.node) and sp.explains(s.node, s.first):

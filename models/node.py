@@ -30,6 +30,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from rivermon.models import fields as F
+from rivermon.models import longterm
 from rivermon.models.kernels import hysteresis, median3, run_lengths, run_start
 
 NAN = float("nan")
@@ -242,6 +243,9 @@ def _run(m: NodeModel, st: dict[str, Any], t: np.ndarray,
             dep_fields.setdefault(f, np.zeros(t.size, bool))[idx[dep]] = True
         if f == "do_mg_l":
             do_track = (y_t, y)
+    closes = [(b, f, lv) for f, fs in st["fields"].items() for b, lv in fs.pop("_lt", ())]
+    if closes:
+        spans += longterm.step(m.node, st, closes, m.params.bucket_s, m.params.tz_offset_s, Span)
     if dep_fields:
         spans += _multi_departure(m, t, dep_count, dep_fields)
     if zsq is not None:
@@ -473,6 +477,9 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
     # departure from the recent level, corrected by the learned diurnal profile
     dev = y - ref - pdelta
     z = dev / scale
+    jump = np.abs(np.nan_to_num(z, nan=0.0)) > p.z_on
+    if jump.any():  # an abrupt change: a shift of another field starting now is the water's
+        longterm.note_jumps(fs, np.floor((tt[jump] + p.tz_offset_s) / p.bucket_s).astype(np.int64))
     combined = p.combine == "rss"
     if combined:
         zc = np.zeros(n)
@@ -752,6 +759,8 @@ def _close_field_bucket(m: NodeModel, fs: dict[str, Any], f: str, pr: F.FieldPri
         stats = _one_hour_stats(bx, fs.get("last_x"), pr.log)
     fs["last_x"] = stats.last
     level = stats.level
+    if longterm.tracked(f):
+        fs.setdefault("_lt", []).append([b, level])  # judged against its long pattern in _run
     if f in LEVEL_FIELDS:
         fs.setdefault("_out", []).append([b, level])
     if stats.steps == 0:
@@ -759,8 +768,12 @@ def _close_field_bucket(m: NodeModel, fs: dict[str, Any], f: str, pr: F.FieldPri
         fs["hist"] = (fs["hist"] + [[b, level]])[-p.history_buckets:]
         return
     peq = stats.peq
-    if fs["peq"] is not None and fs["peq"] < 0.3 and peq > 0.6:
-        return  # a flat bucket in a field that normally moves: a stuck probe, not a lesson
+    if fs["peq"] is not None and fs["peq"] < 0.3 and peq > 0.6 and stats.steps >= p.stuck_min_n:
+        # a flat bucket in a field that normally moves: a stuck probe, not a lesson. Only with
+        # enough steps to say so: an hourly node's one or two steps that did not change are a
+        # level that was flat that hour, and must teach the repeat rate (else a level flat for
+        # days at the probe's resolution read as stuck forever)
+        return
     if looked_up is None:
         ref, tref = _reference(m, fs, b)
         pb = _profile_scalar(m, fs, tref) if ref is not None else None

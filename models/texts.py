@@ -130,11 +130,27 @@ def _spike(node: str, ev: dict[str, Any]) -> tuple[str, str]:
 
 def _drift(node: str, ev: dict[str, Any]) -> tuple[str, str]:
     zh, en, u = _fname(ev)
+    if ev.get("source") == "own_pattern":
+        return _drift_own(node, ev, zh, en, u)
     return (f"{node} 的{zh}与邻近节点 {'、'.join(ev.get('neighbours', []))} 的差值在 "
             f"{_num((ev.get('hours') or 0), 1)} 小时内缓慢变化了 {_num(ev.get('divergence'))} {u}：探头疑似漂移或污损",
             f"{en} at {node} has drifted {_num(ev.get('divergence'))} {u} away from neighbours "
             f"{', '.join(ev.get('neighbours', []))} over {_num((ev.get('hours') or 0), 1)} h: "
             f"probe drift or fouling")
+
+
+def _drift_own(node: str, ev: dict[str, Any], zh: str, en: str, u: str) -> tuple[str, str]:
+    up = ev.get("direction") == "up"
+    edge = _num(ev.get("usual_hi") if up else ev.get("usual_lo"))
+    days = _num((ev.get("hours") or 0) / 24.0, 1)
+    u_ = f" {u}" if u else ""
+    return (f"{node} 的{zh}已连续 {days} 天{'高于' if up else '低于'}其自身的常见范围"
+            f"（{'上限' if up else '下限'} {edge}{u_}），现约 {_num(ev.get('value'))}{u_}，其他读数未随之变化："
+            f"疑似校准偏移或探头污损，请检查探头",
+            f"{en.capitalize() if en[:1].islower() else en} at {node} has stayed "
+            f"{'above' if up else 'below'} its usual range ({'up to' if up else 'down to'} {edge}{u_}) "
+            f"for {days} days, now about {_num(ev.get('value'))}{u_}, while its other readings did not "
+            f"change with it: a calibration offset or fouling, check the probe")
 
 
 def _range(node: str, ev: dict[str, Any]) -> tuple[str, str]:
