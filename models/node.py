@@ -935,7 +935,11 @@ def _learn_profile(m: NodeModel, fs: dict[str, Any], b: int, level: float, lr: f
     fs["prof_n"][h] = n + 1
     if seen is not None:  # (a state saved before bins remembered when they were learned: never stale)
         seen[h] = b
-        fs["prof_use"] = _fresh_bins(p, fs["prof_n"], seen, b)
+        # a bin turns stale only days after its last lesson: looking once a day is enough while
+        # every bin is fresh (the common case, and the cheap one)
+        if stale or fs.get("prof_use") is not None or b - fs.get("prof_chk", -10**9) >= 24:
+            fs["prof_use"] = _fresh_bins(p, fs["prof_n"], seen, b)
+            fs["prof_chk"] = b
 
 
 def _fresh_bins(p: Params, pn: list[int], seen: list[int | None], now: int) -> list[int] | None:
