@@ -36,6 +36,7 @@ from rivermon.models.kernels import hysteresis, median3, run_lengths, run_start
 
 NAN = float("nan")
 PROFILE_BINS = 24
+PROFILE_WRONG_DAYS = 3
 # Fields whose hourly level is reported for comparison between neighbouring nodes.
 LEVEL_FIELDS = frozenset({"do_mg_l"})
 
@@ -920,15 +921,21 @@ def _learn_profile(m: NodeModel, fs: dict[str, Any], b: int, level: float, lr: f
     n = fs["prof_n"][h]
     seen = fs.get("prof_b")
     stale = seen is not None and seen[h] is not None and (b - seen[h]) * p.bucket_s > p.profile_stale_s
-    if n == 0 or stale:
+    dl = level - fs["prof_m"][h]
+    runs = fs.setdefault("prof_odd", [0] * PROFILE_BINS)
+    sgn = (1 if dl > 0 else -1) if odd else 0
+    runs[h] = runs[h] + sgn if sgn and runs[h] * sgn > 0 else sgn
+    if n == 0 or stale or abs(runs[h]) >= PROFILE_WRONG_DAYS:
         # a bin not visited for days (the node's sampling moved to other hours of the day)
-        # holds the level of another regime: its first new lesson replaces it
+        # holds the level of another regime: its first new lesson replaces it. So does a bin
+        # that its own hour contradicted, the same way, on PROFILE_WRONG_DAYS visits in a row:
+        # the bin is wrong (it learned a flood's hour), not every day at that hour
         fs["prof_m"][h] = level
+        runs[h] = 0
     else:
         # an hour that departs from normal teaches slowly: a recurring pattern is still
         # learned within days, a one-off anomaly barely moves the profile
         step = lr / 2 if odd else max(1.0 / (n + 1), lr * 2)
-        dl = level - fs["prof_m"][h]
         lim = 3.0 * fs["prof_s"][h] if n >= 3 and fs["prof_s"][h] > 0 else abs(dl)
         fs["prof_m"][h] += step * max(-lim, min(lim, dl))
         fs["prof_s"][h] += step * (abs(dl) - fs["prof_s"][h])

@@ -82,3 +82,24 @@ def test_a_step_is_reported_at_its_start_then_learned(params):
     # the median of 3 sees the step at its second reading (90 min apart)
     assert dep and min(s.onset for s in dep) <= AT + 2 * 5400.0
     assert max(s.last for s in dep) <= AT + DAY
+
+
+@pytest.mark.parametrize("params", PARAMS)
+def test_a_profile_bin_that_learned_a_flood_is_relearned_within_days(params):
+    """A bin of the daily profile holding a flood's level (learned while the reference had
+    lapsed) makes every normal day at that hour look odd; odd hours teach the bin slowly, so it
+    would take weeks to unlearn. Contradicted the same way three visits in a row, it is
+    replaced: the departures at that hour stop within four days."""
+    rng = np.random.default_rng(3)
+    t = T0 + 600.0 + np.arange(0, 24 * DAY, 3600.0)
+    x = np.round(1.0 + 0.01 * np.sin(2 * np.pi * (t - T0) / DAY) + rng.normal(0, 0.003, t.size), 2)
+    m = NodeModel("n", params=params)
+    cut = int(np.searchsorted(t, T0 + 10 * DAY))
+    m.process(t[:cut], {"level_m": x[:cut]})
+    fs = m.state["fields"]["level_m"]
+    fs["prof_m"][7] += 0.5  # the flood's hour
+    fs["prof_m"][19] -= 0.4  # and a bin learned low at a flood's recession
+    spans = m.process(t[cut:], {"level_m": x[cut:]})
+    dep = [s for s in spans if s.kind == "baseline_departure"]
+    assert dep, "the wrong bins are seen"
+    assert max(s.last for s in dep) <= T0 + 14 * DAY, [(round((s.onset - T0) / DAY, 2), round((s.last - T0) / DAY, 2)) for s in dep]
