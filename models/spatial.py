@@ -266,6 +266,7 @@ class Spatial:
         fit = self._rank_by_rise(self.sensors[first], outlets) if first in self.sensors else None
         if fit is not None:
             outlets = [o for _, o in fit]
+            self.cluster["size_guess"] = outlets[0].size  # what the rise says, not the first guess
         fnode = self.sensors.get(first)
         # the alert belongs to the first abnormal node's segment: stable while the direction
         # (and so the outlet) is still being worked out; the outlets' segments are evidence
