@@ -52,6 +52,7 @@ class SpatialParams:
     rise_wait_s: float = 330.0         # a new discharge waits at most this long for that
     rise_ambiguous: float = 1.2        # second-best fit within this factor of the best: say both
     outfall_misfit_ntu: float = 0.6    # a rise at the outfall's node no outlet fits this well: the river's
+    outfall_reach_m: float = 50.0      # ... judged only at a node this close to the outfall
 
 
 @dataclass
@@ -379,9 +380,15 @@ class Spatial:
 
     # -- water from the outfall ------------------------------------------------------------------
     def _at_outfall(self, node: str) -> bool:
-        """No sensor node lies between this one and where the creek leaves into the river."""
+        """Is this node the last before the creek leaves into the river, and near enough to the
+        outfall to see the river's water come in as a sharp front (a front that travels further
+        up the creek spreads out like any far plume)?"""
         p = _pos(self.sensors[node])
-        if self.creek.channel(p[0]).joins_channel:
+        ch = self.creek.channel(p[0])
+        if ch.joins_channel:
+            return False
+        end = max(self.creek.flow_position(ch.id, 0.0), self.creek.flow_position(ch.id, ch.length_m))
+        if end - self.creek.flow_position(*p) > self.p.outfall_reach_m:
             return False
         return not any(self.creek.is_downstream(p, _pos(o)) for k, o in self.sensors.items() if k != node)
 
