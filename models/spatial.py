@@ -8,7 +8,11 @@ on the creek's map (``rivermon.core.topology``):
 - **discharge**: otherwise. The node whose signal began first is nearest the source. The
   arrival order says which way the water moved (normally downstream; a sluice or the tide can
   stall or reverse it), and the likely outlets are those between the last normal node and the
-  first abnormal one, on the side the water came from. Large outlets are named first.
+  first abnormal one, on the side the water came from. They are ranked by how well each one's
+  plume (a dispersing front from that distance, of that size) explains how the turbidity rose at
+  the first node; water that reached the next node upstream too soon to have come through the
+  first spread both ways from between them; a rise at the outfall's node that no outlet explains
+  is the river's water (tide, sluice), not a discharge.
 
 The same code runs live and in replay: both call :meth:`Spatial.observe` in time order.
 """
@@ -40,7 +44,7 @@ class SpatialParams:
     confirm_s: float = 90.0       # a new cluster waits this long: rain shows up everywhere
     min_turb_rise_ntu: float = 1.5  # a turbidity rise smaller than 5x the probe's +-0.3 NTU
     #                                 accuracy (creek.md) brings no solids worth a discharge
-    # -- the plume's rise at the first abnormal node says which outlet (see _rise_fit) --------
+    # -- the plume's rise at the first abnormal node says which outlet (see _rank_by_rise) --------
     # ILLUSTRATIVE priors, as the topology's positions are: a deployment sets its own.
     plume_speed_m_s: float = 0.03      # the creek's current (slow, gated PRD creek)
     dispersion_m2_s: float = 0.25      # longitudinal dispersion (small channels: 0.05-5, Fischer 1979)
