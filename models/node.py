@@ -519,7 +519,7 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
             continue
         if alarm.any():
             spans += _spans(m, kind, alarm, tt, rs_off, "warning", f,
-                            _departure_evidence(f, pr, sgn, z, xx, ref))
+                            _departure_evidence(f, pr, sgn, z, xx, ref, tt, kind))
     return spans, tt, y
 
 
@@ -545,8 +545,14 @@ def _departure_kind(f: str, water: str, sgn: int) -> str | None:
     return "baseline_departure"
 
 
+# The creek reasoning reads how a turbidity rise grows (models/spatial.py: which outlet): the
+# first readings of a span, at most one a minute, are kept as its ``trace``.
+TRACE_N = 12
+TRACE_STEP_S = 55.0
+
+
 def _departure_evidence(f: str, pr: F.FieldPrior, sgn: int, z: np.ndarray, xx: np.ndarray,
-                        ref: np.ndarray):
+                        ref: np.ndarray, tt: np.ndarray | None = None, kind: str = ""):
     def ev(i0: int, i1: int) -> dict[str, Any]:
         seg = xx[i0:i1]
         extreme = float(seg.min() if sgn < 0 else seg.max())
@@ -554,9 +560,23 @@ def _departure_evidence(f: str, pr: F.FieldPrior, sgn: int, z: np.ndarray, xx: n
         peak = float(np.nanmin(zs) if sgn < 0 else np.nanmax(zs)) if np.isfinite(zs).any() else 0.0
         r = float(ref[i0])
         base = None if math.isnan(r) else (math.expm1(r) if pr.log else r)
-        return {"field": f, "direction": "down" if sgn < 0 else "up", "value": extreme,
-                "baseline": None if base is None else round(base, 4), "z": round(peak, 2)}
+        out = {"field": f, "direction": "down" if sgn < 0 else "up", "value": extreme,
+               "baseline": None if base is None else round(base, 4), "z": round(peak, 2)}
+        if kind == "turb_rise" and tt is not None:
+            out["trace"] = _trace(tt[i0:min(i1, i0 + 60 * TRACE_N)], seg[:60 * TRACE_N])
+        return out
     return ev
+
+
+def _trace(t: np.ndarray, x: np.ndarray) -> list[list[float]]:
+    """Up to TRACE_N readings at least TRACE_STEP_S apart, from the first."""
+    keep = [0]
+    for i in range(1, t.size):
+        if t[i] - t[keep[-1]] >= TRACE_STEP_S:
+            keep.append(i)
+            if len(keep) >= TRACE_N:
+                break
+    return [[float(t[i]), round(float(x[i]), 4)] for i in keep]
 
 
 def _reference(m: NodeModel, fs: dict[str, Any], bucket: int) -> tuple[float | None, float | None]:

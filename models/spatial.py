@@ -8,7 +8,11 @@ on the creek's map (``rivermon.core.topology``):
 - **discharge**: otherwise. The node whose signal began first is nearest the source. The
   arrival order says which way the water moved (normally downstream; a sluice or the tide can
   stall or reverse it), and the likely outlets are those between the last normal node and the
-  first abnormal one, on the side the water came from. Large outlets are named first.
+  first abnormal one, on the side the water came from. They are ranked by how well each one's
+  plume (a dispersing front from that distance, of that size) explains how the turbidity rose at
+  the first node; water that reached the next node upstream too soon to have come through the
+  first spread both ways from between them; a rise at the outfall's node that no outlet explains
+  is the river's water (tide, sluice), not a discharge.
 
 The same code runs live and in replay: both call :meth:`Spatial.observe` in time order.
 """
@@ -18,6 +22,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+import numpy as np
+from scipy.special import erfc
 
 from rivermon.core.topology import Creek, Node, Outlet
 
@@ -35,6 +42,21 @@ class SpatialParams:
     plume_min_gap_m: float = 60.0
     do_only_z: float = 7.0             # a DO drop without turbidity must be this strong
     confirm_s: float = 90.0       # a new cluster waits this long: rain shows up everywhere
+    min_turb_rise_ntu: float = 1.5  # a turbidity rise smaller than 5x the probe's +-0.3 NTU
+    #                                 accuracy (creek.md) brings no solids worth a discharge
+    # -- the plume's rise at the first abnormal node says which outlet (see _rank_by_rise) --------
+    # ILLUSTRATIVE priors, as the topology's positions are: a deployment sets its own.
+    plume_speed_m_s: float = 0.03      # the creek's current (slow, gated PRD creek)
+    dispersion_m2_s: float = 0.25      # longitudinal dispersion (small channels: 0.05-5, Fischer 1979)
+    mixing_m: float = 10.0             # an outfall mixes over about this length before the flow takes over
+    plume_ntu: tuple[tuple[str, float], ...] = (("large", 22.0), ("small", 5.0))
+    #                                    turbidity excess a steady plume of that outlet size reaches
+    rise_min_s: float = 180.0          # fit once the first node's rise has been seen this long
+    rise_window_s: float = 600.0       # the fit uses (and then keeps) this much of the rise
+    rise_wait_s: float = 330.0         # a new discharge waits at most this long for that
+    rise_ambiguous: float = 1.2        # second-best fit within this factor of the best: say both
+    outfall_misfit_ntu: float = 0.6    # a rise at the outfall's node no outlet fits this well: the river's
+    outfall_reach_m: float = 50.0      # ... judged only at a node this close to the outfall
 
 
 @dataclass
@@ -66,13 +88,17 @@ class Spatial:
         self.rain_onset: float | None = st.get("rain_onset")
         # the discharge being followed: its first node stays its name while it lasts
         self.cluster: dict[str, Any] | None = st.get("cluster")
+        # water entering from the creek's outfall (tide, sluice): its nodes and until when
+        self.boundary: dict[str, Any] | None = st.get("boundary")
+        self._curves: dict[tuple[str, float], np.ndarray] = {}
+        self.seen_until = float("-inf")
 
     def knows(self, node: str) -> bool:
         return node in self.sensors and len(self.sensors) >= 2
 
     def to_state(self) -> dict[str, Any]:
         return {"signals": self.signals, "rain_last": self.rain_last, "rain_onset": self.rain_onset,
-                "cluster": self.cluster}
+                "cluster": self.cluster, "boundary": self.boundary}
 
     # -- observing --------------------------------------------------------------------------
     def observe(self, node: str, signal: str, onset: float, first: float, last: float,
@@ -83,10 +109,11 @@ class Spatial:
         cur = sig.get(signal)
         if cur is not None and first - cur[2] <= self.p.hold_s:
             cur[2] = max(cur[2], last)
-            cur[3] = _merge_evidence(cur[3], evidence)
+            cur[3] = _merge_evidence(cur[3], evidence, cur[1] + self.p.rise_window_s)
         else:
-            sig[signal] = [onset, first, last, evidence]
+            sig[signal] = [onset, first, last, _merge_evidence({}, evidence, first + self.p.rise_window_s)]
         now = first  # judge the creek as it was when this signal was seen
+        self.seen_until = max(first, last)  # readings up to here have arrived
         active = self._active(now, faulty)
         if not active:
             return []
@@ -95,6 +122,7 @@ class Spatial:
         if rain is not None:
             return [rain]
         active = self._not_rain(active)
+        active = self._not_boundary(active, now, alive, faulty)
         if not active:
             return []
         cl = self.cluster
@@ -106,6 +134,13 @@ class Spatial:
             return []  # a modest DO dip alone is not yet a discharge: it brings solids too
         if not ongoing and self._too_fast(active):
             return []  # far-apart nodes changed together: no plume travels that fast (rain?)
+        if not ongoing:
+            lead = min((n for n in active if n in self.sensors),
+                       key=lambda n: (min(v[0] for v in active[n].values()), n), default=None)
+            if lead is not None and self._rise_pending(lead, active, now, seen, alive, faulty):
+                return []  # a few minutes more of the rise tell which outlet
+            if lead is not None and self._from_outfall(lead, active, now, alive, faulty):
+                return []  # the river's water pushing in at the outfall (tide, sluice)
         return [self._discharge(active, now, until, alive, faulty)]
 
     def explains(self, node: str, at: float) -> str | None:
@@ -209,6 +244,8 @@ class Spatial:
                         "until": max(until, cl["until"] if sticky else until),
                         "normal": cl["normal"] if sticky else None, "onsets": onset,
                         "first_evidence": cl.get("first_evidence", {}) if sticky else {},
+                        "rise": cl.get("rise") if sticky else None,
+                        "fit": cl.get("fit") if sticky else None,
                         "exclude": exclude}
         order = sorted(onset, key=lambda n: (onset[n], n))
         reverse = self._reversed([n for n in order if n in self.sensors], onset)
@@ -219,10 +256,22 @@ class Spatial:
         else:
             self.cluster["normal"] = normal
         if first in active:
-            self.cluster["first_evidence"] = {k: v[3] for k, v in active[first].items()}
+            fe = dict(self.cluster["first_evidence"])
+            fe.update({k: {kk: vv for kk, vv in v[3].items() if kk != "trace"}
+                       for k, v in active[first].items()})
+            self.cluster["first_evidence"] = fe
+            if "turb" in active[first]:
+                self._keep_rise(active[first]["turb"])
         size = self._size_guess(self.cluster["first_evidence"])
         outlets = self._outlets(self.sensors[first], [self.sensors[n] for n in normal], reverse, size) \
             if first in self.sensors else []
+        other = self._both_ways(first, [n for n in order if n in self.sensors], onset)
+        if other is not None:
+            outlets = self._outlets_between(self.sensors[first], self.sensors[other]) or outlets
+        fit = self._rank_by_rise(self.sensors[first], outlets) if first in self.sensors else None
+        if fit is not None:
+            outlets = [o for _, o in fit]
+            self.cluster["size_guess"] = outlets[0].size  # what the rise says, not the first guess
         fnode = self.sensors.get(first)
         # the alert belongs to the first abnormal node's segment: stable while the direction
         # (and so the outlet) is still being worked out; the outlets' segments are evidence
@@ -234,17 +283,192 @@ class Spatial:
             "outlets": [o.id for o in outlets],
             # two candidates of the size the signal suggests, on the same reach: nothing in the
             # readings tells them apart, so the alert names both
-            "outlet_ambiguous": len(outlets) >= 2 and outlets[0].size == outlets[1].size,
+            "outlet_ambiguous": (len(outlets) >= 2 and outlets[0].size == outlets[1].size
+                                 and (fit is None or fit[1][0] <= self.p.rise_ambiguous * fit[0][0])),
+            # how well each candidate's plume explains the rise at the first node (RMS, NTU)
+            "outlet_fit": {o.id: round(r, 2) for r, o in fit} if fit is not None else None,
+            "outlet_basis": "rise" if fit is not None else "size",
             "outlet_sizes": [o.size for o in outlets],
             "outlet_banks": [o.bank for o in outlets],
             "outlet_segments": [o.segment for o in outlets],
             "upstream_normal": between,
-            "flow": "reversed" if reverse else "normal",
+            "flow": "both ways" if other is not None else ("reversed" if reverse else "normal"),
+            "spread_between": [first, other] if other is not None else None,
             "outlet_size_guess": self.cluster.get("size_guess"),
             "signals": {n: sorted(s) for n, s in active.items()},
             "first_evidence": self.cluster.get("first_evidence", {}),
         }
         return Finding("discharge", seg, first, onset[first], now, until, "critical", ev)
+
+    # -- which outlet: the plume's rise at the first abnormal node ----------------------------
+    def _rise_points(self, sig: list, upto: float) -> tuple[np.ndarray, np.ndarray]:
+        """Turbidity excess over the usual level at the readings seen so far of a signal's rise."""
+        ev = sig[3]
+        base = ev.get("baseline")
+        tr = [p for p in ev.get("trace") or [] if p[0] <= upto and p[0] <= sig[1] + self.p.rise_window_s]
+        if base is None or not tr:
+            return np.zeros(0), np.zeros(0)
+        a = np.asarray(tr, dtype=float)
+        return a[:, 0], a[:, 1] - float(base)
+
+    def _rise_seen_s(self, t: np.ndarray) -> float:
+        return float(t[-1] - t[0]) if t.size >= 3 else 0.0
+
+    def _rise_pending(self, lead: str, active: dict[str, dict[str, list]], now: float, seen: float,
+                      alive: Callable[[str, float], bool], faulty: Callable[[str, float], bool]) -> bool:
+        """Is the lead node's turbidity rise still too short to tell its outlets apart (or the
+        river's water from them), and worth waiting for?"""
+        sigs = active[lead]
+        if "turb" not in sigs or now - seen >= self.p.rise_wait_s:
+            return False
+        t, _ = self._rise_points(sigs["turb"], self.seen_until)
+        if self._rise_seen_s(t) >= self.p.rise_min_s:
+            return False
+        normal = [self.sensors[n] for n in self.sensors
+                  if n not in active and alive(n, now) and not faulty(n, now)]
+        return len(self._outlets(self.sensors[lead], normal, False)) >= 2 or self._at_outfall(lead)
+
+    def _keep_rise(self, sig: list) -> None:
+        """Remember the first node's rise (the fit is judged on it even after the node recovers)."""
+        t, e = self._rise_points(sig, self.seen_until)
+        if t.size:
+            self.cluster["rise"] = [[float(a), round(float(b), 3)] for a, b in zip(t, e)]
+
+    def _curve(self, size: str, dist_m: float) -> np.ndarray:
+        """Turbidity excess of a steady plume ``dist_m`` downstream of an outlet, every 10 s after
+        it opened: advection at the creek's speed, dispersion, mixed over ``mixing_m`` at the
+        outfall (the classic erfc front of a continuous release; Fischer et al. 1979)."""
+        key = (size, round(dist_m, 1))
+        c = self._curves.get(key)
+        if c is None:
+            p = self.p
+            amp = dict(p.plume_ntu).get(size, min(v for _, v in p.plume_ntu))
+            tau = np.arange(1, int(RISE_HORIZON_S // 10) + 1) * 10.0
+            s0 = p.mixing_m / math.sqrt(12.0)
+            c = amp / 2 * erfc((dist_m - p.plume_speed_m_s * tau)
+                               / np.sqrt(4 * p.dispersion_m2_s * tau + 2 * s0 ** 2))
+            self._curves[key] = c
+        return c
+
+    def _fit(self, size: str, dist_m: float, t: np.ndarray, e: np.ndarray) -> float:
+        """RMS misfit (NTU) of the rise to that outlet's plume, its opening time unknown (fitted)."""
+        c = self._curve(size, dist_m)
+        # every opening time on a 10-s grid before the first reading: tau = t - t0
+        t0 = t[0] - np.arange(1, c.size) * 10.0
+        tau = t[None, :] - t0[:, None]
+        pred = np.interp(tau, np.arange(1, c.size + 1) * 10.0, c, left=0.0, right=c[-1])
+        return float(np.sqrt(np.min(np.mean((pred - e[None, :]) ** 2, axis=1))))
+
+    def _rank_by_rise(self, first: Node, cands: list[Outlet],
+                      t: np.ndarray | None = None, e: np.ndarray | None = None
+                      ) -> list[tuple[float, Outlet]] | None:
+        """Candidates ordered by how well their plume explains the first node's rise, or None
+        when too little of the rise has been seen."""
+        cl = self.cluster if t is None else None
+        if cl is not None:
+            a = np.asarray(cl.get("rise") or [], dtype=float).reshape(-1, 2)
+            t, e = a[:, 0], a[:, 1]
+        if not cands or self._rise_seen_s(t) < self.p.rise_min_s:
+            return None
+        key = [first.id, t.size] + [o.id for o in cands]
+        if cl is not None and (cl.get("fit") or {}).get("key") == key:
+            byid = {o.id: o for o in cands}
+            return [(r, byid[i]) for r, i in cl["fit"]["res"]]
+        fpos = self.creek.flow_position(*_pos(first))
+        out = [(self._fit(o.size, abs(fpos - self.creek.flow_position(o.channel, o.chainage_m)), t, e), o)
+               for o in cands]
+        out.sort(key=lambda x: (x[0], x[1].id))
+        if cl is not None:
+            cl["fit"] = {"key": key, "res": [[r, o.id] for r, o in out]}
+        return out
+
+    # -- water from the outfall ------------------------------------------------------------------
+    def _at_outfall(self, node: str) -> bool:
+        """Is this node the last before the creek leaves into the river, and near enough to the
+        outfall to see the river's water come in as a sharp front (a front that travels further
+        up the creek spreads out like any far plume)?"""
+        p = _pos(self.sensors[node])
+        ch = self.creek.channel(p[0])
+        if ch.joins_channel:
+            return False
+        end = max(self.creek.flow_position(ch.id, 0.0), self.creek.flow_position(ch.id, ch.length_m))
+        if end - self.creek.flow_position(*p) > self.p.outfall_reach_m:
+            return False
+        return not any(self.creek.is_downstream(p, _pos(o)) for k, o in self.sensors.items() if k != node)
+
+    def _from_outfall(self, lead: str, active: dict[str, dict[str, list]], now: float,
+                      alive: Callable[[str, float], bool], faulty: Callable[[str, float], bool]) -> bool:
+        """Is the rise at the node next to the outfall more than any outlet there could make?
+
+        When the tide or a sluice pushes the river's (turbid) water in, the node nearest the
+        outfall sees it first: faster and higher than a plume from the outlets between it and the
+        last normal node could rise. Such water is followed as the river's, not as a discharge."""
+        if not self._at_outfall(lead) or "turb" not in active[lead]:
+            return False
+        t, e = self._rise_points(active[lead]["turb"], self.seen_until)
+        normal = [self.sensors[n] for n in self.sensors
+                  if n not in active and alive(n, now) and not faulty(n, now)]
+        cands = self._outlets(self.sensors[lead], normal, False)
+        fit = self._rank_by_rise(self.sensors[lead], cands, t, e)
+        if fit is None:
+            return False
+        amp = max(dict(self.p.plume_ntu).get(o.size, 0.0) for o in cands)
+        if fit[0][0] > max(self.p.outfall_misfit_ntu, 0.15 * float(e.max())) and float(e.max()) > amp:
+            self.boundary = {"nodes": [lead], "until": max(v[2] for v in active[lead].values()),
+                             "since": min(v[0] for v in active[lead].values())}
+            return True
+        return False
+
+    def _not_boundary(self, active: dict[str, dict[str, list]], now: float,
+                      alive: Callable[[str, float], bool],
+                      faulty: Callable[[str, float], bool]) -> dict[str, dict[str, list]]:
+        """Drop the river's water followed from the outfall, and the nodes it reaches next."""
+        b = self.boundary
+        if b is None or now - b["until"] > self.p.hold_s:
+            self.boundary = None
+            return active
+        quiet = [q for q in self.sensors if q not in active and alive(q, now) and not faulty(q, now)]
+        grown = True
+        while grown:
+            grown = False
+            for n in active:
+                if n in self.sensors and n not in b["nodes"] and any(
+                        not self._separated(n, m, quiet) for m in b["nodes"]):
+                    b["nodes"].append(n)
+                    grown = True
+        for n in b["nodes"]:
+            if n in active:
+                b["until"] = max(b["until"], max(v[2] for v in active[n].values()))
+        return {n: v for n, v in active.items() if n not in b["nodes"]}
+
+    def _both_ways(self, first: str, nodes: list[str], onset: dict[str, float]) -> str | None:
+        """The neighbour upstream of ``first`` that the water reached too soon after it to have
+        come through ``first``: the plume spread both ways from between them (slack or turning
+        water), so the outlet lies between the two.
+
+        A plume that passed ``first`` needs at least distance / (2 x the creek's speed) to reach
+        the next node; arriving much sooner, it came from closer to that node."""
+        if first not in nodes:
+            return None
+        fp = _pos(self.sensors[first])
+        for n in nodes:
+            if n == first or onset[n] < onset[first]:
+                continue
+            np_ = _pos(self.sensors[n])
+            if not self.creek.is_downstream(np_, fp):
+                continue  # only a node upstream of the first, which normal flow cannot reach
+            if any(self._between(np_, _pos(self.sensors[m]), fp) for m in self.sensors if m not in (n, first)):
+                continue  # not the neighbour
+            dist = abs(self.creek.flow_position(*fp) - self.creek.flow_position(*np_))
+            if onset[n] - onset[first] < dist / (2 * self.p.plume_speed_m_s):
+                return n
+        return None
+
+    def _outlets_between(self, a: Node, b: Node) -> list[Outlet]:
+        """Outlets on the flow path between two nodes (either order)."""
+        pa, pb = _pos(a), _pos(b)
+        return [o for o in self.creek.outlets
+                if self._between(pa, (o.channel, o.chainage_m), pb) or self._between(pb, (o.channel, o.chainage_m), pa)]
 
     def _upstream_newcomers(self, cl: dict[str, Any], active: dict[str, dict[str, list]]) -> list[str]:
         """Active nodes new to a discharge that flows normally and lie upstream of its first node."""
@@ -286,7 +510,7 @@ class Spatial:
     def _solid(self, active: dict[str, dict[str, list]]) -> bool:
         """Turbidity rose somewhere, or DO fell far beyond its usual spread."""
         for sigs in active.values():
-            if "turb" in sigs:
+            if "turb" in sigs and _excess(sigs["turb"][3]) >= self.p.min_turb_rise_ntu:
                 return True
             z = (sigs.get("do") or [0, 0, 0, {}])[3].get("z")
             if z is not None and abs(z) >= self.p.do_only_z:
@@ -371,13 +595,27 @@ class Spatial:
         return sorted(out)
 
 
+RISE_HORIZON_S = 4 * 3600.0  # plumes arriving later than this after the opening are not told apart
+
+
 def _pos(n: Node) -> tuple[str, float]:
     return (n.channel, n.chainage_m)
 
 
-def _merge_evidence(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """Keep the most extreme value and z seen during the signal."""
+def _excess(ev: dict[str, Any]) -> float:
+    """How far a signal's value moved from the node's usual level (its own unit)."""
+    if ev.get("value") is None or ev.get("baseline") is None:
+        return float("inf")
+    return abs(float(ev["value"]) - float(ev["baseline"]))
+
+
+def _merge_evidence(old: dict[str, Any], new: dict[str, Any], trace_until: float = float("inf")
+                    ) -> dict[str, Any]:
+    """Keep the most extreme value and z seen during the signal, and the readings of its rise."""
     out = dict(new)
+    if "trace" in old or "trace" in new:
+        pts = {p[0]: p for p in (old.get("trace") or []) + (new.get("trace") or []) if p[0] <= trace_until}
+        out["trace"] = [pts[k] for k in sorted(pts)]
     if "value" in old and "value" in new and old.get("direction") == new.get("direction"):
         pick = min if new.get("direction") == "down" else max
         out["value"] = pick(old["value"], new["value"])

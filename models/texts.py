@@ -71,6 +71,10 @@ def _discharge(node: str, ev: dict[str, Any]) -> tuple[str, str]:
     if later:
         zh += f"；随后 {'、'.join(later)} 依次受影响"
         en += f"; then {', '.join(later)} in turn"
+    both = ev.get("spread_between") if ev.get("flow") == "both ways" else None
+    if both:
+        zh += f"；水体从 {both[0]} 与 {both[1]} 之间向两个方向扩散（水流停滞或转向）"
+        en += f"; the water spread both ways from between {both[0]} and {both[1]} (slack or turning flow)"
     if outlets and ev.get("outlet_ambiguous"):
         zh += f"；排污口为 {outlets[0]} 或 {outlets[1]}（同类、同一河段，读数无法区分）"
         en += (f"; outlet {outlets[0]} or {outlets[1]} (same size, same reach: the readings cannot "
@@ -81,6 +85,9 @@ def _discharge(node: str, ev: dict[str, Any]) -> tuple[str, str]:
         if len(outlets) > 1:
             zh += f"（其次 {'、'.join(outlets[1:3])}）"
             en += f" (then {', '.join(outlets[1:3])})"
+        if ev.get("outlet_basis") == "rise":
+            zh += f"，据 {node} 浊度上升的快慢与高低判断"
+            en += f", from how fast and how high turbidity rose at {node}"
     return zh, en
 
 
