@@ -217,9 +217,11 @@ class Spatial:
                             e in self.sensors and not self._separated(n, e, quiet) for e in cl["exclude"]):
                         cl["exclude"].append(n)
                         grown = True
-            keep = {n: v for n, v in active.items() if n not in cl["exclude"] or n in cl["onsets"]}
-            active = keep or active
+            # only this discharge's own nodes: when none of them shows anything right now, the
+            # earlier water still passing does not become this discharge's (nor keep it going)
+            active = {n: v for n, v in active.items() if n not in cl["exclude"] or n in cl["onsets"]}
             onset = {n: onset[n] for n in active}
+            until = max((v[2] for s in active.values() for v in s.values()), default=cl["until"])
         fresh = self._upstream_newcomers(cl, active) if sticky else []
         if sticky and not fresh and self._detached_newcomers(cl, active, now, alive, faulty):
             # a turbidity rise cut off from the followed water: it and the other new nodes with it
@@ -245,6 +247,7 @@ class Spatial:
                         "normal": cl["normal"] if sticky else None, "onsets": onset,
                         "first_evidence": cl.get("first_evidence", {}) if sticky else {},
                         "rise": cl.get("rise") if sticky else None,
+                        "rise_onset": cl.get("rise_onset") if sticky else None,
                         "fit": cl.get("fit") if sticky else None,
                         "exclude": exclude}
         order = sorted(onset, key=lambda n: (onset[n], n))
@@ -329,7 +332,15 @@ class Spatial:
         return len(self._outlets(self.sensors[lead], normal, False)) >= 2 or self._at_outfall(lead)
 
     def _keep_rise(self, sig: list) -> None:
-        """Remember the first node's rise (the fit is judged on it even after the node recovers)."""
+        """Remember the first node's rise (the fit is judged on it even after the node recovers).
+
+        Only the rise that began the discharge says which outlet: a later turbidity signal at the
+        same node is other water arriving (an earlier plume reaching it, a second outlet), and
+        fitting it would rename the outlet halfway through the alert."""
+        ro = self.cluster.get("rise_onset")
+        if ro is not None and sig[0] != ro:
+            return
+        self.cluster["rise_onset"] = sig[0]
         t, e = self._rise_points(sig, self.seen_until)
         if t.size:
             self.cluster["rise"] = [[float(a), round(float(b), 3)] for a, b in zip(t, e)]
