@@ -55,6 +55,8 @@ class SpatialParams:
     rise_window_s: float = 600.0       # the fit uses (and then keeps) this much of the rise
     rise_wait_s: float = 330.0         # a new discharge waits at most this long for that
     rise_ambiguous: float = 1.2        # second-best fit within this factor of the best: say both
+    probe_ntu: float = 0.3             # the turbidity probe's accuracy (creek.md): two plumes that both
+    #                                    explain the rise closer than this cannot be told apart
     outfall_misfit_ntu: float = 0.6    # a rise at the outfall's node no outlet fits this well: the river's
     outfall_reach_m: float = 50.0      # ... judged only at a node this close to the outfall
 
@@ -287,7 +289,7 @@ class Spatial:
             # two candidates of the size the signal suggests, on the same reach: nothing in the
             # readings tells them apart, so the alert names both
             "outlet_ambiguous": (len(outlets) >= 2 and outlets[0].size == outlets[1].size
-                                 and (fit is None or fit[1][0] <= self.p.rise_ambiguous * fit[0][0])),
+                                 and (fit is None or self._fits_alike(fit[0][0], fit[1][0]))),
             # how well each candidate's plume explains the rise at the first node (RMS, NTU)
             "outlet_fit": {o.id: round(r, 2) for r, o in fit} if fit is not None else None,
             "outlet_basis": "rise" if fit is not None else "size",
@@ -304,6 +306,13 @@ class Spatial:
         return Finding("discharge", seg, first, onset[first], now, until, "critical", ev)
 
     # -- which outlet: the plume's rise at the first abnormal node ----------------------------
+    def _fits_alike(self, best: float, second: float) -> bool:
+        """Do two candidates explain the rise equally well: the second within ``rise_ambiguous``
+        of the best, or both closer than the probe's accuracy (the misfits then differ by less
+        than what the readings can resolve; a small plume's rise, seen near its top, fits a near
+        and a far outlet of one reach alike)?"""
+        return second <= self.p.rise_ambiguous * best or second < self.p.probe_ntu
+
     def _rise_points(self, sig: list, upto: float) -> tuple[np.ndarray, np.ndarray]:
         """Turbidity excess over the usual level at the readings seen so far of a signal's rise."""
         ev = sig[3]
