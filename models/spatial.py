@@ -150,8 +150,9 @@ class Spatial:
         if self.rain_last is not None and at - self.rain_last <= self.p.hold_s:
             return "rain"
         cl = self.cluster
-        if cl is not None and at - cl["until"] <= self.p.hold_s and node in cl.get("onsets", {}):
-            return "discharge"
+        if cl is not None and at - cl["until"] <= self.p.hold_s and (
+                node in cl.get("onsets", {}) or node in cl.get("exclude", [])):
+            return "discharge"  # this one's water, or the earlier one's it keeps apart
         return None
 
     def _not_rain(self, active: dict[str, dict[str, list]]) -> dict[str, dict[str, list]]:
@@ -220,10 +221,11 @@ class Spatial:
                         cl["exclude"].append(n)
                         grown = True
             # only this discharge's own nodes: when none of them shows anything right now, the
-            # earlier water still passing does not become this discharge's (nor keep it going)
+            # earlier water still passing does not become this discharge's. (It still keeps the
+            # discharge going: the earlier one's water is not followed on its own once a second
+            # one is, and letting go of it would open a new alert on it, naming wrong outlets.)
             active = {n: v for n, v in active.items() if n not in cl["exclude"] or n in cl["onsets"]}
             onset = {n: onset[n] for n in active}
-            until = max((v[2] for s in active.values() for v in s.values()), default=cl["until"])
         fresh = self._upstream_newcomers(cl, active) if sticky else []
         if sticky and not fresh and self._detached_newcomers(cl, active, now, alive, faulty):
             # a turbidity rise cut off from the followed water: it and the other new nodes with it
