@@ -143,12 +143,13 @@ def test_a_second_discharge_keeps_its_outlet_when_the_first_ones_water_reaches_i
              "hl7-s1": (1450.0, 2500.0, near_small), "hl4-s1": (3200.0, 9000.0, large),
              "hl5-s1": (5400.0, 9000.0, large), "hl6-s1": (7400.0, 10500.0, large)}
     late = (9300.0, 10500.0, 1.0 + 0.4 * np.arange(12))  # ol-l3's water at hl7-s1, a new signal
-    named = []
+    named, firsts = [], set()
     for t in np.arange(0.0, 10500.0, 30.0):
         for node, (on, until, ex) in list(spans.items()) + [("hl7-s1", late)]:
             if on <= t < until:
                 for f in sp.observe(node, "turb", on, float(t), float(t + 30), _sig(node, on, ex),
                                     alive, faulty):
+                    firsts.add(f.node)
                     if f.node == "hl7-s1":
                         named.append((t, f.evidence["outlets"], [a for a, _ in f.evidence["arrival"]]))
     assert named, "hl7-s1's rise was not a discharge of its own"
@@ -158,6 +159,8 @@ def test_a_second_discharge_keeps_its_outlet_when_the_first_ones_water_reaches_i
         assert outlets[0] == first_named, (t, outlets)
         assert set(outlets) <= {"ol-s9", "ol-s10"}, (t, outlets)
         assert arrival == ["hl7-s1"], (t, arrival)
+    # the earlier water is not alerted a third time (from hl4-s1, naming outlets it never came from)
+    assert firsts == {"hl3-s1", "hl7-s1"}, firsts
 
 
 def test_two_small_outlets_a_rise_fits_alike_are_named_as_indistinguishable(topology):
