@@ -30,7 +30,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from rivermon.models import fields as F
-from rivermon.models import longterm
+from rivermon.models import diurnal, longterm
 from rivermon.models.kernels import hysteresis, median3, run_lengths, run_start
 
 NAN = float("nan")
@@ -413,7 +413,7 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
             # DO swings most with the time of day: until its pattern is known, only a drop
             # far beyond the day's swing counts
             widen = p.no_profile_scale * (1.6 if f == "do_mg_l" else 1.0)
-            sc = s if known else s * widen
+            sc = s if known or (pr.flat_day and diurnal.flat_day(fs, s, p.z_off, p.profile_min_n)) else s * widen
         nz = fs["noise"] if fs["noise"] is not None else pr.noise
         nzv = NAN if nz is None else max(nz, p.spike_k95 / p.spike_k * (fs.get("step95") or 0.0))
         nd = _stuck_need(p, fs["peq"], pr.noise is not None)
@@ -805,7 +805,7 @@ def _close_field_bucket(m: NodeModel, fs: dict[str, Any], f: str, pr: F.FieldPri
         pa = _profile_scalar(m, fs, mid)
         dev_b = level - ref - ((pa - pb) if pa is not None and pb is not None else 0.0)
         odd = bool(scale and abs(dev_b) > p.z_on * scale)
-        _learn_profile(m, fs, b, level, lr, odd)
+        _learn_profile(m, fs, b, level, lr, odd, not pr.flat_day or diurnal.settled(dev_b, scale, p.z_off))
         if odd:
             return  # the bucket departs from normal: do not learn the anomaly as normal
         spread = stats.spread
@@ -905,12 +905,15 @@ def _row_median(s: np.ndarray, n: np.ndarray) -> np.ndarray:
 
 
 def _learn_profile(m: NodeModel, fs: dict[str, Any], b: int, level: float, lr: float,
-                   odd: bool = False) -> None:
-    """One hourly level into its hour-of-day bin; big departures are clipped, not adopted."""
+                   odd: bool = False, settled: bool = True) -> None:
+    """One hourly level into its hour-of-day bin; big departures are clipped, not adopted,
+    and an hour that had not settled does not found an empty bin (diurnal.may_found)."""
     p = m.params
     h = int(((b * p.bucket_s) % 86400) // 3600) % PROFILE_BINS
     n = fs["prof_n"][h]
     if n == 0:
+        if not diurnal.may_found(fs, h, settled):
+            return
         fs["prof_m"][h] = level
     else:
         # an hour that departs from normal teaches slowly: a recurring pattern is still
