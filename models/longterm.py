@@ -80,10 +80,9 @@ def note_jumps(fs: dict[str, Any], buckets: np.ndarray) -> None:
     """Remember the hours in which this field changed abruptly (departure z above z_on)."""
     if buckets.size == 0:
         return
-    old = fs.get("jumps", [])
-    new = np.unique(buckets).tolist()
-    keep_from = new[-1] - JUMP_KEEP_H
-    fs["jumps"] = sorted(set(b for b in old if b >= keep_from) | set(int(b) for b in new))
+    # pruned in step() from the hours judged, not from the newest jump: a replay scores a whole
+    # series before judging its hours, and must still see the jumps near each hour it judges
+    fs["jumps"] = sorted(set(fs.get("jumps", ())) | set(int(b) for b in np.unique(buckets)))
 
 
 def step(node: str, st: dict[str, Any], closes: list[tuple[int, str, float]],
@@ -91,19 +90,25 @@ def step(node: str, st: dict[str, Any], closes: list[tuple[int, str, float]],
     """Judge the closed hours ``(bucket, field, level)`` of one node in time order."""
     out = []
     closes.sort(key=lambda c: (c[0], c[1]))
-    for b, f, level in closes:
+    for b, f, level, *learned in closes:
         fs = st["fields"][f]
         lt = fs.get("lt")
         if lt is None:
             lt = fs["lt"] = new_lt()
-        sp = _hour(lt, fs, st, f, b, level, bucket_s, tz_offset_s, make_span, node)
+        scale, res = learned if learned else (fs.get("scale"), fs.get("res"))
+        sp = _hour(lt, fs, st, f, b, level, scale, res, bucket_s, tz_offset_s, make_span, node)
         if sp is not None:
             out.append(sp)
+    if closes:
+        keep_from = closes[-1][0] - JUMP_KEEP_H
+        for fs in st["fields"].values():
+            if fs.get("jumps") and fs["jumps"][0] < keep_from:
+                fs["jumps"] = [j for j in fs["jumps"] if j >= keep_from]
     return out
 
 
 def _hour(lt: dict[str, Any], fs: dict[str, Any], st: dict[str, Any], f: str, b: int,
-          level: float, bucket_s: float, tz: float, make_span, node: str):
+          level: float, scale: float | None, res: float | None, bucket_s: float, tz: float, make_span, node: str):
     if lt["hrs"] and b - lt["hrs"][-1][0] > MAX_GAP_H:
         lt["exc"], lt["emit"], lt["hrs"] = None, None, []
     day = b // 24
@@ -117,8 +122,7 @@ def _hour(lt: dict[str, Any], fs: dict[str, Any], st: dict[str, Any], f: str, b:
         return None
     lo, hi, width = band[:3]
     # at least a few hourly scales, and a few steps of the probe's resolution (linear fields)
-    floor = max(SCALE_MARGIN * (fs.get("scale") or 0.0),
-                0.0 if F.prior(f).log else RES_MARGIN * (fs.get("res") or 0.0))
+    floor = max(SCALE_MARGIN * (scale or 0.0), 0.0 if F.prior(f).log else RES_MARGIN * (res or 0.0))
     m = max(width, floor)
     lo, hi = lo - m, hi + m
     day_level = _median([h[1] for h in lt["hrs"] if h[0] > b - ROLL_H])
@@ -141,7 +145,8 @@ def _hour(lt: dict[str, Any], fs: dict[str, Any], st: dict[str, Any], f: str, b:
     if exc is None:
         exc = lt["exc"] = {"side": side, "b0": b, "water": None}
     hours = b + 1 - exc["b0"]
-    if not exc["water"] and hours > WATER_WIN_H:
+    if exc["water"] is None and hours > WATER_WIN_H:
+        # judged once, when the hours around the start are all known (chunk-invariant)
         exc["water"] = _water(st, f, exc["b0"])
     if exc["water"] or hours < SUSTAIN_H:
         return None

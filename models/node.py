@@ -22,6 +22,7 @@ with the time the condition began (``onset``), the first and last flagged readin
 
 from __future__ import annotations
 
+import bisect
 import copy
 import math
 from dataclasses import asdict, dataclass, field as dc_field
@@ -35,6 +36,7 @@ from rivermon.models.kernels import hysteresis, median3, run_lengths, run_start
 
 NAN = float("nan")
 PROFILE_BINS = 24
+PROFILE_WRONG_DAYS = 3
 # Fields whose hourly level is reported for comparison between neighbouring nodes.
 LEVEL_FIELDS = frozenset({"do_mg_l"})
 
@@ -55,6 +57,13 @@ class Params:
     no_profile_scale: float = 2.5   # widen the band until the node's daily pattern is known
     learn_rate: float = 0.08
     profile_min_n: int = 1
+    # a profile bin not learned for this long while others were is from another regime (a node
+    # whose sampling locks onto some hours of the day never visits the others again, and they
+    # keep the level of weeks ago): the profile is then read from the fresh bins alone, as long
+    # as there are at least profile_fresh_min of them (after a long outage the old profile is
+    # kept until a quarter of the day has been learned again)
+    profile_stale_s: float = 3 * 86400.0
+    profile_fresh_min: int = 6
     # sensor faults
     spike_k: float = 10.0           # times the median step
     spike_k95: float = 4.0          # times the 95th-percentile step (fields with jumpy noise)
@@ -105,6 +114,7 @@ def _new_field_state() -> dict[str, Any]:
     return {
         "prev": [], "prev_t": [], "m3": [], "hist": [],
         "prof_m": [0.0] * PROFILE_BINS, "prof_s": [0.0] * PROFILE_BINS, "prof_n": [0] * PROFILE_BINS,
+        "prof_b": [None] * PROFILE_BINS, "prof_use": None,
         "scale": None, "scale_n": 0, "noise": None, "peq": None, "res": None,
         "stuck": [None, 0], "dep": {}, "bx": [], "bt": [], "cur": None,
     }
@@ -243,7 +253,7 @@ def _run(m: NodeModel, st: dict[str, Any], t: np.ndarray,
             dep_fields.setdefault(f, np.zeros(t.size, bool))[idx[dep]] = True
         if f == "do_mg_l":
             do_track = (y_t, y)
-    closes = [(b, f, lv) for f, fs in st["fields"].items() for b, lv in fs.pop("_lt", ())]
+    closes = [(e[0], f, *e[1:]) for f, fs in st["fields"].items() for e in fs.pop("_lt", ())]
     if closes:
         spans += longterm.step(m.node, st, closes, m.params.bucket_s, m.params.tz_offset_s, Span)
     if dep_fields:
@@ -392,6 +402,10 @@ def _field(m: NodeModel, fs: dict[str, Any], f: str, tt: np.ndarray, xx: np.ndar
     for k, (b, i0, i1) in enumerate(segs):
         if fs["cur"] is not None and b != fs["cur"]:
             _close_field_bucket(m, fs, f, pr, *closing.pop(k - 1, ()))
+            if fs.get("_lt") and fs["_lt"][-1][0] == fs["cur"]:
+                # the scale and resolution as this hour left them, for the long-pattern judgement
+                # after the chunk (not as the whole chunk leaves them: chunk-invariant)
+                fs["_lt"][-1] += [fs["scale"], fs["res"]]
         fs["cur"] = b
         r, tr, base = _reference_and_profile(m, fs, b)
         # ref, its time, the start of the bucket and the profile's move from the reference
@@ -753,11 +767,26 @@ def _profile_scalar(m: NodeModel, fs: dict[str, Any], t: float) -> float | None:
     fl = math.floor(hf)
     i0, w = int(fl) % PROFILE_BINS, hf - fl
     i1 = (i0 + 1) % PROFILE_BINS
+    pm = fs["prof_m"]
+    use = fs.get("prof_use")
+    if use:
+        return _fresh_profile(pm, use, hf)
     pn, mn = fs["prof_n"], p.profile_min_n
     if pn[i0] < mn or pn[i1] < mn:
         return None
-    pm = fs["prof_m"]
     return pm[i0] * (1 - w) + pm[i1] * w
+
+
+def _fresh_profile(pm: list[float], use: list[int], hf: float) -> float:
+    """The profile at hour ``hf`` (bin i stands for hour i + 0.5) interpolated between the
+    nearest fresh bins on either side (``use``, sorted), around the clock."""
+    k = bisect.bisect_right(use, hf)
+    lo = use[k - 1] if k else use[-1] - PROFILE_BINS
+    hi = use[k] if k < len(use) else use[0] + PROFILE_BINS
+    if hi == lo:
+        return pm[lo % PROFILE_BINS]
+    w = (hf - lo) / (hi - lo)
+    return pm[lo % PROFILE_BINS] * (1 - w) + pm[hi % PROFILE_BINS] * w
 
 
 def _close_field_bucket(m: NodeModel, fs: dict[str, Any], f: str, pr: F.FieldPrior,
@@ -911,16 +940,44 @@ def _learn_profile(m: NodeModel, fs: dict[str, Any], b: int, level: float, lr: f
     p = m.params
     h = int(((b * p.bucket_s) % 86400) // 3600) % PROFILE_BINS
     n = fs["prof_n"][h]
-    if n == 0:
-        if not diurnal.may_found(fs, h, settled):
-            return
+    if n == 0 and not diurnal.may_found(fs, h, settled):
+        return  # an anomaly does not found the bin (a flat-day field: diurnal.py)
+    seen = fs.get("prof_b")
+    stale = seen is not None and seen[h] is not None and (b - seen[h]) * p.bucket_s > p.profile_stale_s
+    dl = level - fs["prof_m"][h]
+    runs = fs.setdefault("prof_odd", [0] * PROFILE_BINS)
+    sgn = (1 if dl > 0 else -1) if odd else 0
+    runs[h] = runs[h] + sgn if sgn and runs[h] * sgn > 0 else sgn
+    if n == 0 or stale or abs(runs[h]) >= PROFILE_WRONG_DAYS:
+        # a bin not visited for days (the node's sampling moved to other hours of the day)
+        # holds the level of another regime: its first new lesson replaces it. So does a bin
+        # that its own hour contradicted, the same way, on PROFILE_WRONG_DAYS visits in a row:
+        # the bin is wrong (it learned a flood's hour), not every day at that hour
         fs["prof_m"][h] = level
+        runs[h] = 0
     else:
         # an hour that departs from normal teaches slowly: a recurring pattern is still
         # learned within days, a one-off anomaly barely moves the profile
         step = lr / 2 if odd else max(1.0 / (n + 1), lr * 2)
-        dl = level - fs["prof_m"][h]
         lim = 3.0 * fs["prof_s"][h] if n >= 3 and fs["prof_s"][h] > 0 else abs(dl)
         fs["prof_m"][h] += step * max(-lim, min(lim, dl))
         fs["prof_s"][h] += step * (abs(dl) - fs["prof_s"][h])
     fs["prof_n"][h] = n + 1
+    if seen is not None:  # (a state saved before bins remembered when they were learned: never stale)
+        seen[h] = b
+        # a bin turns stale only days after its last lesson: looking once a day is enough while
+        # every bin is fresh (the common case, and the cheap one)
+        if stale or fs.get("prof_use") is not None or b - fs.get("prof_chk", -10**9) >= 24:
+            fs["prof_use"] = _fresh_bins(p, fs["prof_n"], seen, b)
+            fs["prof_chk"] = b
+
+
+def _fresh_bins(p: Params, pn: list[int], seen: list[int | None], now: int) -> list[int] | None:
+    """The profile bins learned within ``profile_stale_s`` of the newest, when some learned bins
+    are older than that (None: every learned bin is fresh, or too few are)."""
+    oldest = now - p.profile_stale_s / p.bucket_s
+    learned = [i for i in range(PROFILE_BINS) if pn[i] >= p.profile_min_n and seen[i] is not None]
+    fresh = [i for i in learned if seen[i] >= oldest]
+    if len(fresh) == len(learned) or len(fresh) < p.profile_fresh_min:
+        return None
+    return fresh

@@ -128,3 +128,21 @@ def test_state_round_trips_mid_excursion_and_chunking_does_not_matter():
         else:
             merged.append([s.onset, s.last])
     assert [tuple(x) for x in merged] == [(spans_whole[0][0], spans_whole[-1][1])]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100])
+def test_a_whole_series_learns_what_a_trickle_learns(chunk):
+    """A replay scores a whole series before the long pattern judges its hours: what it learns
+    (the other fields' abrupt changes near each hour, the hourly scale the range is widened by)
+    must be what the same readings teach in small chunks, as live."""
+    t, cols = river(days=30, step=3600.0)
+    cols = rain(t, cols, T0 + 8.2 * DAY)
+    cols = rain(t, cols, T0 + 26.4 * DAY)  # a late abrupt change that must not prune the early ones
+    off = (t >= T0 + 16.3 * DAY) & (t < T0 + 22 * DAY)
+    cols["turbidity_ntu"] = np.where(off, cols["turbidity_ntu"] + 8.0, cols["turbidity_ntu"])
+    whole = NodeModel("n")
+    whole.process(t, cols)
+    parts = NodeModel("n")
+    for i in range(0, t.size, chunk):
+        parts.process(t[i:i + chunk], {k: v[i:i + chunk] for k, v in cols.items()})
+    assert json.dumps(whole.state, sort_keys=True) == json.dumps(parts.state, sort_keys=True)
