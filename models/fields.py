@@ -20,12 +20,17 @@ class FieldPrior:
     # for turbidity, which returns to its base within days of a rain unless something is wrong;
     # not for DO, conductivity or level, which follow season, weather and flow for weeks
     own_drift: bool = False
+    # its normal day is flat (no daily swing like DO's photosynthesis or temperature's): a bin of
+    # its daily profile is not founded by an hour that departed from the node's level
+    # (models/diurnal.py); a swinging field founds every bin on its first day
+    flat_day: bool = False
 
 
 PRIORS: dict[str, FieldPrior] = {
     "do_mg_l": FieldPrior(0.3, 0.05, 1.0, 0.0, 25.0, water="down"),
     "do_sat_pct": FieldPrior(4.0, 0.6, 12.0, 0.0, 300.0, water="down"),
-    "turbidity_ntu": FieldPrior(0.12, 0.3, 15.0, 0.0, 3000.0, log=True, water="up", own_drift=True),
+    "turbidity_ntu": FieldPrior(0.12, 0.3, 15.0, 0.0, 3000.0, log=True, water="up", own_drift=True,
+                                flat_day=True),
     "temp_c": FieldPrior(None, 0.05, 3.0, 0.0, 45.0, water="none"),
     "orp_mv": FieldPrior(None, 2.0, 80.0, -800.0, 800.0, water="down"),
     "nh3n_mg_l": FieldPrior(None, 0.05, 3.0, 0.0, 80.0, log=True, water="up"),

@@ -31,7 +31,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from rivermon.models import fields as F
-from rivermon.models import longterm
+from rivermon.models import diurnal, longterm
 from rivermon.models.kernels import hysteresis, median3, run_lengths, run_start
 
 NAN = float("nan")
@@ -834,7 +834,7 @@ def _close_field_bucket(m: NodeModel, fs: dict[str, Any], f: str, pr: F.FieldPri
         pa = _profile_scalar(m, fs, mid)
         dev_b = level - ref - ((pa - pb) if pa is not None and pb is not None else 0.0)
         odd = bool(scale and abs(dev_b) > p.z_on * scale)
-        _learn_profile(m, fs, b, level, lr, odd)
+        _learn_profile(m, fs, b, level, lr, odd, not pr.flat_day or diurnal.settled(dev_b, scale, p.z_off))
         if odd:
             return  # the bucket departs from normal: do not learn the anomaly as normal
         spread = stats.spread
@@ -934,11 +934,14 @@ def _row_median(s: np.ndarray, n: np.ndarray) -> np.ndarray:
 
 
 def _learn_profile(m: NodeModel, fs: dict[str, Any], b: int, level: float, lr: float,
-                   odd: bool = False) -> None:
-    """One hourly level into its hour-of-day bin; big departures are clipped, not adopted."""
+                   odd: bool = False, settled: bool = True) -> None:
+    """One hourly level into its hour-of-day bin; big departures are clipped, not adopted,
+    and an hour that had not settled does not found an empty bin (diurnal.may_found)."""
     p = m.params
     h = int(((b * p.bucket_s) % 86400) // 3600) % PROFILE_BINS
     n = fs["prof_n"][h]
+    if n == 0 and not diurnal.may_found(fs, h, settled):
+        return  # an anomaly does not found the bin (a flat-day field: diurnal.py)
     seen = fs.get("prof_b")
     stale = seen is not None and seen[h] is not None and (b - seen[h]) * p.bucket_s > p.profile_stale_s
     dl = level - fs["prof_m"][h]

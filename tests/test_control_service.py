@@ -135,7 +135,9 @@ def test_control_commands_confirms_and_raises_aerator_faults(tmp_path, broker_ur
         # the command log, as the panel reads it
         log = store.recent_commands("s-1", var=var)
         assert {c["node"] for c in log} == {"t-a1", "t-a2", "t-a3"}
-        assert all(c["mode"] == "auto" and c["rule"] == "low_do" and c["aerator_on"] for c in log)
+        # DO 2.5 switches on by day (low_do) and by night (night): the test runs at any hour
+        assert all(c["mode"] == "auto" and c["rule"] in ("low_do", "night") and c["aerator_on"]
+                   for c in log), log
 
         # the running controller beats, so the panel leaves orders to it
         assert store.controller_alive(var=var, max_age_s=30)
