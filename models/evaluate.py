@@ -19,7 +19,7 @@ from rivermon.core.progress import track
 from rivermon.models import baselines, datasets
 from rivermon.models.datasets import Dataset
 from rivermon.models.replay import run
-from rivermon.models.scoring import Alert, PointSet, Row, began_with, score
+from rivermon.models.scoring import Alert, PointSet, Row, began_with, place_ok, score
 
 METHODS = ("model", "threshold", "robust-z")
 SIM_TARGETS = {"discharge": 0.9, "sensor_stuck": 0.9, "sensor_spike": 0.9, "node_offline": 0.9,
@@ -70,8 +70,10 @@ def _discharge_extra(ds: Dataset, alerts: list[Alert]) -> dict[str, Any]:
     for ev in ds.events:
         if ev.kind != "discharge" or not ev.scored:
             continue
+        # the same alerts the event score matched (time AND place): an earlier discharge's alert
+        # at a node this plume never reaches says nothing about this one's outlet
         hits = [a for a in alerts if a.kind == "discharge" and a.start <= ev.end + ds.tolerance_s
-                and a.end >= ev.start - ds.tolerance_s]
+                and a.end >= ev.start - ds.tolerance_s and place_ok(ev, a, ds.seg_of)]
         if not hits:
             continue
         total += 1

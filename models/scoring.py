@@ -60,7 +60,7 @@ def kinds_for(truth_kind: str) -> frozenset[str]:
     return GROUPS.get(truth_kind, frozenset({truth_kind}))
 
 
-def _place_ok(ev: Event, al: Alert, seg_of: dict[str, str]) -> bool:
+def place_ok(ev: Event, al: Alert, seg_of: dict[str, str]) -> bool:
     if ev.nodes:
         return al.node in ev.nodes or not al.node
     if ev.node:
@@ -134,15 +134,15 @@ def score(kind: str, method: str, events: list[Event], alerts: list[Alert], tol:
         cand = [a for a in alerts if a.kind in kinds_for(kind)]
     caught, delays = 0, []
     for ev in evs:
-        hits = [a for a in cand if _overlap(ev, a, tol) and _place_ok(ev, a, seg_of)
+        hits = [a for a in cand if _overlap(ev, a, tol) and place_ok(ev, a, seg_of)
                 and _kind_ok(ev, a, generic or kind == "any")]
         if hits:
             caught += 1
             first = min(a.detected for a in began_with(ev, hits, tol))
             delays.append(max(0.0, first - ev.start))
-    true_alerts = sum(1 for a in cand if any(_overlap(ev, a, tol) and _place_ok(ev, a, seg_of)
+    true_alerts = sum(1 for a in cand if any(_overlap(ev, a, tol) and place_ok(ev, a, seg_of)
                                               for ev in evs))
-    false = sum(1 for a in cand if not any(_overlap(ev, a, tol) and _place_ok(ev, a, seg_of)
+    false = sum(1 for a in cand if not any(_overlap(ev, a, tol) and place_ok(ev, a, seg_of)
                                            for ev in events))
     pf1 = points.f1(evs, cand) if points is not None and evs else None
     return Row(kind, method, len(evs), caught, len(cand), true_alerts, pf1, delays, false, node_days)

@@ -79,3 +79,19 @@ def test_evaluate_prints_one_table_with_the_model_and_both_baselines(topology):
     assert tg["sim discharge event F1 >= 0.9"] is True
     assert tg["sim right outlet named (first) for >= 80 % of discharges"] is True
     assert res["extra"]["outlet_named_top2"] == 1
+
+
+def test_an_outlet_is_judged_on_the_alert_at_the_plume_not_on_an_earlier_one_elsewhere(topology):
+    from rivermon.models.evaluate import _discharge_extra
+
+    # an ol-l3 discharge is followed from hl3-s1; 19 min later ol-s10 opens above hl7-s1
+    first = Event("discharge", T0, T0 + 2700, nodes=("hl3-s1", "hl3-s2", "hl4-s1"), outlet="ol-l3")
+    second = Event("discharge", T0 + 1140, T0 + 3000, nodes=("hl7-s1",), outlet="ol-s10")
+    at_hl3 = Alert("discharge", T0 + 500, T0 + 6000, T0 + 500, node="hl3-s1", segment="hl-3",
+                   evidence={"outlets": ["ol-l3"]})
+    at_hl7 = Alert("discharge", T0 + 1600, T0 + 5000, T0 + 1600, node="hl7-s1", segment="hl-7",
+                   evidence={"outlets": ["ol-s10", "ol-s9"]})
+    ds = Dataset("sim:two", [], [first, second], topology=topology, kinds=("discharge",))
+    extra = _discharge_extra(ds, [at_hl3, at_hl7])
+    # the hl3-s1 alert overlaps the second discharge in time but never sees its water
+    assert extra["caught"] == 2 and extra["outlet_named"] == 2
