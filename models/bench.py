@@ -12,11 +12,22 @@ from pathlib import Path
 import numpy as np
 
 from rivermon.core.config import Config
-from rivermon.core.topology import load_topology
+from rivermon.core.topology import Topology, load_topology
 from rivermon.models import inject, replay
 
 LIMIT_READINGS_S = 200_000
 
+
+
+def _bench_series(cfg: Config, days: float, interval: float) -> tuple[Topology, np.ndarray, dict]:
+    """Every sensor node of the first creek, ``days`` at ``interval``, with one discharge midway
+    (seeded: both benches and every run see the same readings)."""
+    topo = load_topology(cfg.topology or None)
+    creek = topo.creeks[0]
+    t = 1795708800.0 + np.arange(0, days * 86400, interval)
+    series = inject.creek_series(creek, t, np.random.default_rng(7))
+    inject.discharge(creek, series, t, creek.outlets[0].id, float(t[t.size // 2]))
+    return topo, t, series
 
 def bench_replay(args: argparse.Namespace, cfg: Config) -> int:
     """What ``rivermon replay IN.csv --out ALERTS.csv`` does (the same call, the same settings),
@@ -25,12 +36,8 @@ def bench_replay(args: argparse.Namespace, cfg: Config) -> int:
     is a throughput. A last run, stage by stage, says where the time goes."""
     from rivermon.models.service import params_from_config
 
-    topo = load_topology(cfg.topology or None)
+    topo, t, series = _bench_series(cfg, args.days, args.interval)
     creek = topo.creeks[0]
-    rng = np.random.default_rng(7)
-    t = 1795708800.0 + np.arange(0, args.days * 86400, args.interval)
-    series = inject.creek_series(creek, t, rng)
-    inject.discharge(creek, series, t, creek.outlets[0].id, float(t[t.size // 2]))
     n = t.size * len(series)
     params, autoresolve_s = params_from_config(cfg), float(cfg.alert_autoresolve_s)
     wall: list[float] = []
@@ -83,12 +90,8 @@ def bench_detect(args: argparse.Namespace, cfg: Config) -> int:
     from rivermon.models.engine import Engine
     from rivermon.models.service import readings_by_node
 
-    topo = load_topology(cfg.topology or None)
+    topo, t, series = _bench_series(cfg, args.days, args.interval)
     creek = topo.creeks[0]
-    rng = np.random.default_rng(7)
-    t = 1795708800.0 + np.arange(0, args.days * 86400, args.interval)
-    series = inject.creek_series(creek, t, rng)
-    inject.discharge(creek, series, t, creek.outlets[0].id, float(t[t.size // 2]))
     payloads = []
     step = max(1, args.batch // len(series))
     for i0 in range(0, t.size, step):
